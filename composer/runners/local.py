@@ -1,0 +1,293 @@
+"""`sm-compose up`: the whole endpoint on one machine, behind the SageMaker-compatible gateway.
+
+Each container runs its generated `serve` from its build context (the files the image gets), in
+its own cached Python environment, on its own loopback port, with its model data extracted as
+SageMaker would. The gateway in front of them speaks SageMaker Runtime's protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from ..errors import ComposerError, UsageError
+from ..gateway import GatewayConfig, Upstream, start_gateway
+from ..render.context import write_build_context
+from ..spec.models import Container, Pipeline
+from .envs import ensure_env, python_of
+from .modeldata import prepare_model_dir
+from .supervisor import LogSink, ManagedContainer, StartupError, gather_ready
+
+DEFAULT_STARTUP_WINDOW = 480  # SageMaker's 8 minutes
+SAFE_PORT_BASE = 21000
+_BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def state_dir(pipeline: Pipeline) -> Path:
+    """Per-pipeline working files (build contexts, logs, model folders) beside the spec."""
+    return pipeline.base_dir / ".composer" / pipeline.name
+
+
+def container_env(container: Container, index: int, port: int) -> dict[str, str]:
+    """What the platform gives a container, plus the spec's Environment."""
+    low = SAFE_PORT_BASE + 1000 * index
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 999}",
+    }
+    env.update(container.env)
+    return env
+
+
+@dataclass
+class Prepared:
+    """A container ready to start: how to run it and where."""
+
+    container: Container
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None
+    port: int
+    stop_argv: list[str] | None = None
+
+
+class Runner(Protocol):
+    """Turns each container of a pipeline into a command line (processes or an OCI engine)."""
+
+    def prepare(
+        self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
+    ) -> list[Prepared]: ...
+
+
+@dataclass
+class ProcessRunner:
+    """Runs `serve` from each build context in a cached environment: no engine needed."""
+
+    listen_host: str = "127.0.0.1"
+    _nginx: str = field(default="", init=False)
+
+    def prepare(
+        self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
+    ) -> list[Prepared]:
+        images = [c.hostname for c in pipeline.containers if c.image is not None]
+        if images:
+            raise UsageError(
+                f"container {', '.join(images)} uses image:; the process runner runs build: "
+                "containers only. Run it with an OCI engine: sm-compose up PIPELINE --engine "
+                "podman (or docker)"
+            )
+        if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+            raise ComposerError(
+                "nginx is not installed; every container serves through nginx as in its image "
+                "(run scripts/setup.sh, or apt-get install nginx-light)"
+            )
+        work = state_dir(pipeline)
+        out: list[Prepared] = []
+        for index, c in enumerate(pipeline.containers):
+            ctx = write_build_context(pipeline, c, work / "build" / c.hostname)
+            env_dir = ensure_env(ctx.path / "requirements.txt", label=c.hostname, on_progress=progress)
+            source = None
+            if c.model_data is not None and not c.model_data.startswith("s3://"):
+                source = pipeline.resolve(c.model_data)
+            if c.model_data is not None:
+                progress(f"{c.hostname}: preparing model data")
+            model_dir = prepare_model_dir(c.model_data, source, work / "models" / c.hostname)
+            port = free_port(self.listen_host)
+            env = _base_env()
+            env.update(container_env(c, index, port))
+            env["COMPOSER_LISTEN_HOST"] = self.listen_host
+            env["SM_MODEL_DIR"] = str(model_dir)
+            env["COMPOSER_RUN_DIR"] = str(work / "run")
+            (work / "run").mkdir(parents=True, exist_ok=True)
+            argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]
+            out.append(Prepared(c, argv, env, ctx.path, port))
+        return out
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    if "/usr/sbin" not in path.split(":"):
+        path += ":/usr/sbin:/sbin"
+    env["PATH"] = path
+    return env
+
+
+@dataclass
+class LocalEndpoint:
+    """A running local endpoint: its containers and its gateway."""
+
+    pipeline: Pipeline
+    containers: list[ManagedContainer]
+    gateway_url: str
+
+    def is_up(self, hostname: str) -> bool:
+        return any(c.hostname == hostname and c.is_up() for c in self.containers)
+
+
+def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -> GatewayConfig:
+    by_host = {c.hostname: c for c in pipeline.containers}
+    return GatewayConfig(
+        endpoint_name=pipeline.name,
+        mode=pipeline.mode,
+        containers=tuple(
+            Upstream(
+                hostname=m.hostname,
+                url=m.url,
+                invocation_timeout=by_host[m.hostname].invocation_timeout,
+                log_path=str(m.log_path),
+            )
+            for m in containers
+        ),
+        variant_name=pipeline.endpoint.variant_name,
+        region=pipeline.aws.region or "us-east-1",
+    )
+
+
+async def serve_pipeline(
+    pipeline: Pipeline,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    runner: Runner | None = None,
+    out: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until `stop` is set (or SIGINT/SIGTERM); return the exit status."""
+    runner = runner or ProcessRunner()
+    say = progress or out
+    loop = asyncio.get_running_loop()
+    check_listen(host, port)
+    prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, say)
+    work = state_dir(pipeline)
+    width = max(len(p.container.hostname) for p in prepared)
+    sink = LogSink(width)
+    managed = [
+        ManagedContainer(
+            hostname=p.container.hostname,
+            index=i,
+            argv=p.argv,
+            env=p.env,
+            url=f"http://127.0.0.1:{p.port}",
+            log_path=work / "logs" / f"{p.container.hostname}.log",
+            sink=sink,
+            cwd=p.cwd,
+            stop_argv=p.stop_argv,
+        )
+        for i, p in enumerate(prepared)
+    ]
+    for m in managed:
+        with contextlib.suppress(FileNotFoundError):
+            m.log_path.unlink()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    window = float(pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW)
+    supervisors: list[asyncio.Task[None]] = []
+    gateway = None
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        try:
+            for m in managed:
+                await m.start()
+                out(f"{m.hostname:<{width}}  {m.url}  (log {m.log_path})")
+            ready = asyncio.ensure_future(gather_ready(managed, session, window))
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StartupError):
+                    await ready
+                return 0
+            stopper.cancel()
+            ready.result()  # raises StartupError
+            endpoint = LocalEndpoint(pipeline, managed, f"http://{_url_host(host)}:{port}")
+            gateway = await start_gateway(
+                gateway_config(pipeline, managed), host, port, health=endpoint
+            )
+            supervisors = [
+                asyncio.create_task(m.supervise(session, lambda msg: out(f"sm-compose: {msg}")))
+                for m in managed
+            ]
+            out(
+                f"{pipeline.name} ready at {endpoint.gateway_url} "
+                f"(endpoint {pipeline.name}, {pipeline.mode}, {len(managed)} containers)"
+            )
+            await stop.wait()
+            out("sm-compose: stopping")
+            return 0
+        finally:
+            for task in supervisors:
+                task.cancel()
+            if gateway is not None:
+                await gateway.cleanup()
+            await asyncio.gather(*(m.stop() for m in managed), return_exceptions=True)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail before the slow start of containers if the gateway's address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ComposerError(
+                f"the gateway cannot listen on {host}:{port}: {exc.strerror}; "
+                "choose another with --port (or --host)"
+            ) from None
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def run_up(pipeline: Pipeline, *, host: str, port: int, runner: Runner | None = None) -> int:
+    """Blocking entry point for the CLI."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    status = console.status("preparing containers") if console.is_terminal else None
+
+    def progress(message: str) -> None:
+        if status is not None:
+            status.update(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def out(message: str) -> None:
+        if status is not None:
+            status.stop()
+        print(message, flush=True)
+
+    try:
+        if status is not None:
+            status.start()
+        return asyncio.run(
+            serve_pipeline(pipeline, host=host, port=port, runner=runner, out=out, progress=progress)
+        )
+    finally:
+        if status is not None:
+            status.stop()

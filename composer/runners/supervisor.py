@@ -1,0 +1,222 @@
+"""Container processes: started in their own process group, logged, pinged, restarted.
+
+Each container runs as one child (the `serve` script, or an engine's `run`). Its whole process
+group is signalled, so nginx and gunicorn never outlive it, even after a kill -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+import aiohttp
+
+from ..errors import ComposerError
+
+PING_TIMEOUT = 2.0
+PING_INTERVAL = 0.25
+STOP_TIMEOUT = 30.0
+MAX_BACKOFF = 30.0
+_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+
+State = Literal["starting", "up", "down", "stopped"]
+
+
+class StartupError(ComposerError):
+    """A container did not pass /ping in its startup window, or exited while starting."""
+
+
+class LogSink:
+    """Prefixes each container's lines with its hostname (coloured on a terminal)."""
+
+    def __init__(self, width: int, stream: IO[str] | None = None) -> None:
+        self.width = width
+        self.stream = stream or sys.stdout
+        self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
+
+    def prefix(self, hostname: str, index: int) -> str:
+        text = f"{hostname:<{self.width}} |"
+        if not self.colour:
+            return text
+        import click
+
+        return click.style(text, fg=_COLOURS[index % len(_COLOURS)])
+
+    def line(self, prefix: str, text: str) -> None:
+        self.stream.write(f"{prefix} {text}\n")
+        self.stream.flush()
+
+
+@dataclass
+class ManagedContainer:
+    """One supervised container: how to start it, where it listens, where it logs."""
+
+    hostname: str
+    index: int
+    argv: Sequence[str]
+    env: dict[str, str]
+    url: str
+    log_path: Path
+    sink: LogSink
+    cwd: Path | None = None
+    stop_argv: Sequence[str] | None = None
+    state: State = "starting"
+    restarts: int = 0
+    proc: asyncio.subprocess.Process | None = None
+    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    _pumps: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: bool = False
+
+    def is_up(self) -> bool:
+        return self.state == "up" and self.proc is not None and self.proc.returncode is None
+
+    def tail(self, count: int = 20) -> list[str]:
+        return list(self._tail)[-count:]
+
+    async def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.state = "starting"
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        self._pumps = [asyncio.create_task(self._pump(self.proc.stdout))]
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        prefix = self.sink.prefix(self.hostname, self.index)
+        with self.log_path.open("a", encoding="utf-8") as log:
+            while True:
+                raw = await stream.readline()
+                if not raw:
+                    return
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                self._tail.append(text)
+                log.write(text + "\n")
+                log.flush()
+                self.sink.line(prefix, text)
+
+    async def ping(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            timeout = aiohttp.ClientTimeout(total=PING_TIMEOUT)
+            async with session.get(f"{self.url}/ping", timeout=timeout) as response:
+                await response.read()
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    async def wait_ready(self, session: aiohttp.ClientSession, window: float) -> None:
+        """Ping until 200, as SageMaker does at CreateEndpoint; fail fast if the process dies."""
+        deadline = time.monotonic() + window
+        while True:
+            if self.proc is None or self.proc.returncode is not None:
+                code = self.proc.returncode if self.proc else None
+                await self._drain()
+                raise StartupError(self._startup_message(f"exited with status {code}"))
+            if await self.ping(session):
+                self.state = "up"
+                return
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    self._startup_message(f"did not pass the ping health check in {window:.0f}s")
+                )
+            await asyncio.sleep(PING_INTERVAL)
+
+    def _startup_message(self, what: str) -> str:
+        lines = "\n".join(f"  {t}" for t in self.tail(20)) or "  (no output)"
+        return (
+            f"container {self.hostname} {what} while starting. Last log lines "
+            f"(all of them in {self.log_path}):\n{lines}"
+        )
+
+    async def _drain(self) -> None:
+        if self._pumps:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._pumps), timeout=2)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    async def supervise(
+        self, session: aiohttp.ClientSession, on_event: Callable[[str], None]
+    ) -> None:
+        """Restart on death with backoff until stopped; the gateway sees `down` meanwhile."""
+        backoff = 1.0
+        while not self._stopping:
+            assert self.proc is not None
+            started = time.monotonic()
+            code = await self.proc.wait()
+            if self._stopping:
+                return
+            self.state = "down"
+            self._signal_group(signal.SIGKILL)  # leftovers of a killed serve
+            await self._drain()
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            on_event(f"{self.hostname} exited with status {code}; restarting in {backoff:.0f}s")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self.start()
+            try:
+                await self.wait_ready(session, window=480)
+                on_event(f"{self.hostname} is up again (restart {self.restarts})")
+            except StartupError as exc:
+                on_event(str(exc))
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM to the group, then SIGKILL after `timeout`, as SageMaker stops containers."""
+        self._stopping = True
+        self.state = "stopped"
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            if self.stop_argv:
+                stopper = await asyncio.create_subprocess_exec(
+                    *self.stop_argv,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                await stopper.wait()
+            self._signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+        self._signal_group(signal.SIGKILL)
+        await self._drain()
+
+
+async def gather_ready(
+    containers: Sequence[ManagedContainer],
+    session: aiohttp.ClientSession,
+    window: float,
+    on_ready: Callable[[ManagedContainer], Awaitable[None] | None] | None = None,
+) -> None:
+    async def one(c: ManagedContainer) -> None:
+        await c.wait_ready(session, window)
+        if on_ready is not None:
+            result = on_ready(c)
+            if result is not None:
+                await result
+
+    await asyncio.gather(*(one(c) for c in containers))

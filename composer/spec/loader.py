@@ -1,0 +1,250 @@
+"""Reading pipeline.yaml into a validated Pipeline, with every error located by file and line.
+
+ruamel.yaml keeps the line of every key and item; pydantic reports where each error is. Joining
+the two gives `FILE:LINE: dotted.path: message` for all errors at once, not only the first.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ..errors import SpecError, SpecIssue
+from .models import MAX_ENV_TOTAL_BYTES, Pipeline
+
+Loc = tuple[str | int, ...]
+
+_UNION_TAGS = {"str", "int", "float", "bool", "[key]"}
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and fully validate a pipeline file; raise SpecError listing every problem."""
+    file = Path(path)
+    shown = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([SpecIssue(shown, 0, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(shown, 0, "", f"cannot read it: {exc}")]) from None
+    return parse_pipeline(text, shown, source=file)
+
+
+def parse_pipeline(text: str, shown: str, *, source: Path | None = None) -> Pipeline:
+    """Validate YAML text; `shown` is the file name used in messages."""
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError([SpecIssue(shown, line, "", f"YAML syntax error: {problem}")]) from None
+    except YAMLError as exc:
+        raise SpecError([SpecIssue(shown, 0, "", f"YAML error: {exc}")]) from None
+    if not isinstance(tree, CommentedMap):
+        got = "an empty file" if tree is None else f"a {type(tree).__name__}"
+        raise SpecError([SpecIssue(shown, 1, "", f"got {got}; a pipeline file is a mapping")])
+
+    lines: dict[Loc, int] = {}
+    data = _plain(tree, (), lines)
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_issues_from(exc, shown, lines)) from None
+    pipeline._source = source.resolve() if source is not None else None
+    issues = [
+        SpecIssue(shown, _line_of(loc, lines), _dotted(loc), message)
+        for loc, message in _cross_checks(pipeline)
+    ]
+    if issues:
+        raise SpecError(issues)
+    return pipeline
+
+
+def _plain(node: Any, loc: Loc, lines: dict[Loc, int]) -> Any:
+    """Plain Python values (ruamel's scalar subclasses confuse validation) plus a line map."""
+    if isinstance(node, CommentedMap):
+        lines[loc] = node.lc.line + 1
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            lines[(*loc, str(key))] = node.lc.key(key)[0] + 1
+            out[str(key) if not isinstance(key, str) else key] = _plain(
+                value, (*loc, str(key)), lines
+            )
+            if not isinstance(value, CommentedMap | CommentedSeq):
+                lines[(*loc, str(key))] = node.lc.value(key)[0] + 1
+        return out
+    if isinstance(node, CommentedSeq):
+        lines[loc] = node.lc.line + 1
+        items = []
+        for index, value in enumerate(node):
+            lines[(*loc, index)] = node.lc.item(index)[0] + 1
+            items.append(_plain(value, (*loc, index), lines))
+        return items
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _issues_from(exc: ValidationError, shown: str, lines: dict[Loc, int]) -> list[SpecIssue]:
+    grouped: dict[Loc, list[dict[str, Any]]] = {}
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        grouped.setdefault(loc, []).append(dict(err))
+    issues = []
+    for loc, errs in grouped.items():
+        message = _message(loc, errs)
+        issues.append(SpecIssue(shown, _line_of(loc, lines), _dotted(loc), message))
+    issues.sort(key=lambda i: i.line)
+    return issues
+
+
+def _message(loc: Loc, errs: list[dict[str, Any]]) -> str:
+    err = errs[0]
+    kind = err["type"]
+    got = err.get("input")
+    if len(errs) > 1 and all(e["type"].endswith("_type") for e in errs):
+        return f"got {_show(got)}; should be a string, number or boolean"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "missing":
+        return "missing; this field is required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"got unknown key {loc[-1]!r}{hint}"
+    msg = str(err["msg"])
+    msg = msg.replace("Input should be", "should be").replace("String should", "should")
+    msg = msg.replace("List should", "should").replace("Value should", "should")
+    return f"got {_show(got)}; {msg[0].lower() + msg[1:]}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    model = _model_at(Pipeline, loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    if origin is list:
+        return _unwrap(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
+    """Rules that span fields or touch the file system; each is reported where it applies."""
+    seen: dict[str, int] = {}
+    for index, container in enumerate(pipeline.containers):
+        first = seen.setdefault(container.hostname, index)
+        if first != index:
+            yield (
+                ("containers", index, "hostname"),
+                f"got {container.hostname!r} again (also containers[{first}]); "
+                "hostnames must be unique",
+            )
+    if pipeline.mode == "Direct" and len(pipeline.containers) < 2:
+        yield (
+            ("mode",),
+            "got Direct with 1 container; Direct needs 2 to 15 containers "
+            "(a single container is invoked without a hostname)",
+        )
+    multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
+    if len(multi) > 1:
+        yield (
+            ("containers", multi[1], "multi_model"),
+            f"got {len(multi)} multi-model containers; a pipeline holds at most one",
+        )
+    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.env.items())
+    if total > MAX_ENV_TOTAL_BYTES:
+        yield (
+            ("containers",),
+            f"got {total} bytes of environment keys and values in all; SageMaker allows at "
+            f"most {MAX_ENV_TOTAL_BYTES} per model",
+        )
+    for index, container in enumerate(pipeline.containers):
+        if container.build is not None:
+            folder = pipeline.resolve(container.build)
+            if not folder.is_dir():
+                yield (
+                    ("containers", index, "build"),
+                    f"got {container.build!r}, which is not a folder (looked at {folder})",
+                )
+            elif not (folder / "inference.py").is_file():
+                yield (
+                    ("containers", index, "build"),
+                    f"got {container.build!r}, which has no inference.py; a container folder "
+                    "holds inference.py and requirements.txt",
+                )
+        data = container.model_data
+        if data is not None and not data.startswith("s3://"):
+            path = pipeline.resolve(data)
+            if path.is_dir():
+                continue
+            if not path.is_file():
+                yield (
+                    ("containers", index, "model_data"),
+                    f"got {data!r}, which does not exist (looked at {path}); give a .tar.gz, "
+                    "a folder or an s3:// URI",
+                )
+            elif not path.name.endswith((".tar.gz", ".tgz")):
+                yield (
+                    ("containers", index, "model_data"),
+                    f"got {data!r}; a model_data file is a .tar.gz archive",
+                )

@@ -1,0 +1,354 @@
+"""Pydantic models of pipeline.yaml.
+
+Every model forbids unknown keys and describes every field, so the JSON Schema printed by
+`sm-compose schema` doubles as editor help. Limits mirror SageMaker's own (see docs/pipeline.md),
+so a spec that validates here is not refused later by CreateModel.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+NAME_RULE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+ENV_KEY_RULE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+ROLE_ARN_RULE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
+S3_URI_RULE = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+
+MAX_CONTAINERS = 15
+MAX_ENV_ENTRIES = 100
+MAX_ENV_STRING = 1024
+MAX_ENV_TOTAL_BYTES = 32 * 1024
+MAX_TAGS = 50
+
+NAME_HELP = "letters, digits and inner hyphens, at most 63"
+
+
+class SpecValueError(ValueError):
+    """A field's value is wrong; the message already says what was got and what is allowed."""
+
+
+def check_name(value: str, what: str) -> str:
+    if not NAME_RULE.fullmatch(value):
+        raise SpecValueError(f"got {value!r}; {what} has {NAME_HELP}")
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+def _env_key(key: str) -> str:
+    if not ENV_KEY_RULE.fullmatch(key):
+        raise SpecValueError(
+            f"got key {key!r}; a key has letters, digits and underscores and does not start "
+            "with a digit"
+        )
+    if len(key) > MAX_ENV_STRING:
+        raise SpecValueError(f"got a key of {len(key)} characters; at most {MAX_ENV_STRING}")
+    return key
+
+
+def _env_value(value: str | int | float | bool) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if len(text) > MAX_ENV_STRING:
+        raise SpecValueError(f"got a value of {len(text)} characters; at most {MAX_ENV_STRING}")
+    return text
+
+
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+EnvValue = Annotated[
+    str | int | float | bool,
+    AfterValidator(_env_value),
+    Field(description="A value; numbers and booleans are turned into strings."),
+]
+
+
+class Container(_Spec):
+    """One container of the endpoint: one image, one hostname."""
+
+    hostname: str = Field(
+        description=(
+            "ContainerHostname: unique within the pipeline; letters, digits and inner hyphens, "
+            "at most 63. Direct endpoints are invoked by it (TargetContainerHostname)."
+        )
+    )
+    build: str | None = Field(
+        default=None,
+        description=(
+            "A container source folder (holding inference.py and requirements.txt), relative "
+            "to this file. Exactly one of build and image."
+        ),
+    )
+    image: str | None = Field(
+        default=None,
+        description="A prebuilt image URI (at most 255 characters). Exactly one of build and image.",
+        max_length=255,
+    )
+    model_data: str | None = Field(
+        default=None,
+        description=(
+            "Model artifacts extracted to /opt/ml/model: a local .tar.gz, a local folder "
+            "(both relative to this file), or an s3:// URI of a .tar.gz."
+        ),
+    )
+    environment: dict[EnvKey, EnvValue] = Field(
+        default_factory=dict,
+        description=(
+            "Environment variables of the container: at most 100; keys match "
+            "[a-zA-Z_][a-zA-Z0-9_]*; keys and values at most 1024 characters; all containers' "
+            "maps together at most 32 KB."
+        ),
+    )
+    invocation_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds the local gateway waits for this container's answer before a timeout "
+            "ModelError (SageMaker's real-time limit is 60)."
+        ),
+    )
+    multi_model: bool = Field(
+        default=False,
+        description=(
+            "The image serves many models (adds the multi-models label); at most one per "
+            "pipeline."
+        ),
+    )
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        return check_name(value, "a SageMaker container hostname")
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ENV_ENTRIES:
+            raise SpecValueError(
+                f"got {len(value)} entries; SageMaker allows at most {MAX_ENV_ENTRIES}"
+            )
+        return value
+
+    @field_validator("model_data")
+    @classmethod
+    def _model_data(cls, value: str | None) -> str | None:
+        if value is None or not value.startswith("s3://"):
+            return value
+        if not S3_URI_RULE.fullmatch(value) or not value.endswith(".tar.gz"):
+            raise SpecValueError(
+                f"got {value!r}; an S3 model_data is s3://BUCKET/KEY of a .tar.gz archive"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Container:
+        if (self.build is None) == (self.image is None):
+            got = "both" if self.build is not None else "neither"
+            raise SpecValueError(f"got {got} of build and image; give exactly one")
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment as SageMaker receives it: strings only."""
+        return {k: str(v) for k, v in self.environment.items()}
+
+
+class Autoscaling(_Spec):
+    """Target tracking on invocations per instance, through Application Auto Scaling."""
+
+    min_instances: int = Field(ge=1, description="Lowest instance count (MinCapacity).")
+    max_instances: int = Field(ge=1, description="Highest instance count (MaxCapacity).")
+    target_invocations_per_instance: float = Field(
+        gt=0,
+        description="Target of SageMakerVariantInvocationsPerInstance (invocations per minute).",
+    )
+    scale_in_cooldown: int = Field(default=300, ge=0, description="Seconds after a scale-in.")
+    scale_out_cooldown: int = Field(default=60, ge=0, description="Seconds after a scale-out.")
+
+    @model_validator(mode="after")
+    def _range(self) -> Autoscaling:
+        if self.max_instances < self.min_instances:
+            raise SpecValueError(
+                f"got max_instances {self.max_instances} below min_instances "
+                f"{self.min_instances}; max_instances must be at least min_instances"
+            )
+        return self
+
+
+class DataCapture(_Spec):
+    """DataCaptureConfig of the endpoint config."""
+
+    destination: str = Field(description="s3:// prefix where captured data goes.")
+    sampling_percentage: int = Field(default=100, ge=0, le=100, description="Percent captured.")
+    capture: list[Literal["Input", "Output"]] = Field(
+        default_factory=lambda: ["Input", "Output"],
+        min_length=1,
+        description="What is captured: Input, Output or both.",
+    )
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str) -> str:
+        if not S3_URI_RULE.fullmatch(value):
+            raise SpecValueError(f"got {value!r}; give an s3://BUCKET/PREFIX URI")
+        return value
+
+
+class Endpoint(_Spec):
+    """The production variant the pipeline is served by."""
+
+    instance_type: str = Field(
+        default="ml.m5.large",
+        pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+        description="SageMaker instance type, such as ml.m5.large.",
+    )
+    instance_count: int = Field(default=1, ge=1, description="InitialInstanceCount.")
+    variant_name: str = Field(default="AllTraffic", description="VariantName.")
+    startup_health_check_timeout: int | None = Field(
+        default=None,
+        ge=60,
+        le=3600,
+        description=(
+            "ContainerStartupHealthCheckTimeoutInSeconds (60 to 3600). Locally, the time each "
+            "container has to pass /ping; 480 (SageMaker's 8 minutes) when unset."
+        ),
+    )
+    kms_key_id: str | None = Field(
+        default=None, description="KmsKeyId of the endpoint config (storage volume encryption)."
+    )
+    data_capture: DataCapture | None = Field(default=None, description="DataCaptureConfig.")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Target-tracking autoscaling of the variant."
+    )
+
+    @field_validator("variant_name")
+    @classmethod
+    def _variant(cls, value: str) -> str:
+        return check_name(value, "a variant name")
+
+
+class VpcConfig(_Spec):
+    """VpcConfig of CreateModel."""
+
+    security_group_ids: list[str] = Field(min_length=1, max_length=5, description="sg-... ids.")
+    subnets: list[str] = Field(min_length=1, max_length=16, description="subnet-... ids.")
+
+
+class Aws(_Spec):
+    """Where deploy puts things. Deploy fills gaps from the standard AWS chain."""
+
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="AWS region; default from the standard AWS chain.",
+    )
+    role_arn: str | None = Field(
+        default=None, description="ExecutionRoleArn: the IAM role SageMaker assumes."
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Bucket for model data; default sagemaker-{region}-{account}, as SageMaker's.",
+    )
+    s3_prefix: str = Field(default="sagemaker-composer", description="Key prefix for model data.")
+    ecr_repository_prefix: str = Field(
+        default="sagemaker-composer",
+        pattern=r"^[a-z0-9]+(?:[._\-/][a-z0-9]+)*$",
+        description="Images are named <prefix>-<hostname>.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags put on the model, endpoint config and endpoint."
+    )
+    vpc_config: VpcConfig | None = Field(default=None, description="VpcConfig of the model.")
+    enable_network_isolation: bool | None = Field(
+        default=None, description="EnableNetworkIsolation of the model."
+    )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN_RULE.fullmatch(value):
+            raise SpecValueError(
+                f"got {value!r}; an execution role is arn:aws:iam::ACCOUNT:role/NAME "
+                "with a 12-digit account"
+            )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_TAGS:
+            raise SpecValueError(f"got {len(value)} tags; at most {MAX_TAGS} are allowed")
+        return value
+
+
+class Pipeline(_Spec):
+    """A SageMaker model of 1 to 15 containers and the endpoint that serves it."""
+
+    name: str = Field(
+        description=(
+            "Names the model, endpoint config and endpoint (and the local endpoint): "
+            "letters, digits and inner hyphens, at most 63."
+        )
+    )
+    mode: Literal["Direct", "Serial"] = Field(
+        default="Serial",
+        description=(
+            "InferenceExecutionConfig.Mode: Direct invokes one container by hostname; Serial "
+            "chains them in order. Default Serial, as in SageMaker."
+        ),
+    )
+    containers: list[Container] = Field(
+        min_length=1,
+        max_length=MAX_CONTAINERS,
+        description="1 to 15 containers. One becomes PrimaryContainer; more become Containers.",
+    )
+    endpoint: Endpoint = Field(default_factory=Endpoint, description="Endpoint settings.")
+    aws: Aws = Field(default_factory=Aws, description="Deploy settings.")
+    base_image: str = Field(
+        default="python:3.11-slim",
+        description="Base image of every built container (FROM).",
+    )
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "a SageMaker endpoint name")
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this pipeline was read from, if any."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the spec resolve against the YAML file's folder."""
+        return self._source.parent if self._source is not None else Path.cwd()
+
+    def resolve(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve()
+
+    def container(self, hostname: str) -> Container:
+        for c in self.containers:
+            if c.hostname == hostname:
+                return c
+        known = ", ".join(c.hostname for c in self.containers)
+        raise KeyError(f"got hostname {hostname!r}; this pipeline has {known}")
+
+    @property
+    def is_multi_container(self) -> bool:
+        return len(self.containers) > 1
