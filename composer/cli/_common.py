@@ -1,0 +1,54 @@
+"""Helpers shared by every command: error handling and spec loading."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import ComposerError, SpecError
+from ..spec import Pipeline, load_pipeline
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Turn our errors into messages; unexpected ones too, unless COMPOSER_DEBUG is set."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SpecError as exc:
+            for issue in exc.issues:
+                click.echo(str(issue), err=True)
+            sys.exit(exc.exit_code)
+        except ComposerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:  # the last line of defence: never a traceback
+            if os.environ.get("COMPOSER_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set COMPOSER_DEBUG=1 for a traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(path: str) -> Pipeline:
+    return load_pipeline(path)
+
+
+pipeline_arg = click.argument("pipeline", type=click.Path(dir_okay=False))
