@@ -73,7 +73,7 @@ def parse_pipeline(text: str, shown: str, *, source: Path | None = None) -> Pipe
 def _plain(node: Any, loc: Loc, lines: dict[Loc, int]) -> Any:
     """Plain Python values (ruamel's scalar subclasses confuse validation) plus a line map."""
     if isinstance(node, CommentedMap):
-        lines[loc] = node.lc.line + 1
+        lines.setdefault(loc, node.lc.line + 1)
         out: dict[Any, Any] = {}
         for key, value in node.items():
             lines[(*loc, str(key))] = node.lc.key(key)[0] + 1
@@ -84,7 +84,7 @@ def _plain(node: Any, loc: Loc, lines: dict[Loc, int]) -> Any:
                 lines[(*loc, str(key))] = node.lc.value(key)[0] + 1
         return out
     if isinstance(node, CommentedSeq):
-        lines[loc] = node.lc.line + 1
+        lines.setdefault(loc, node.lc.line + 1)
         items = []
         for index, value in enumerate(node):
             lines[(*loc, index)] = node.lc.item(index)[0] + 1

@@ -1,0 +1,115 @@
+"""`sm-compose up` and `sm-compose invoke`: the endpoint on this machine, and calling it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import friendly, load, pipeline_arg
+
+
+@click.command()
+@pipeline_arg
+@click.option("--port", default=8080, show_default=True, help="Gateway port.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Gateway address; loopback unless you mean to share it.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["podman", "docker"]),
+    default=None,
+    help="Run the built images with this OCI engine instead of local processes.",
+)
+@friendly
+def up(pipeline: str, port: int, host: str, engine: str | None) -> None:
+    """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
+    from ..runners.local import Runner, run_up
+
+    spec = load(pipeline)
+    runner: Runner | None = None
+    if engine is not None:
+        from ..runners.oci import EngineRunner
+
+        runner = EngineRunner(engine)
+    sys.exit(run_up(spec, host=host, port=port, runner=runner))
+
+
+@click.command()
+@click.argument("target_endpoint", metavar="PIPELINE_OR_ENDPOINT")
+@click.option("--target", "target", default=None, help="TargetContainerHostname (Direct).")
+@click.option("--content-type", default="application/json", show_default=True)
+@click.option("--accept", default=None, help="Accept of the (last) container.")
+@click.option("--custom-attributes", default=None, help="X-Amzn-SageMaker-Custom-Attributes.")
+@click.option("--data", default=None, help="The request body as text.")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default=None,
+    help="Read the body from this file ('-' for standard input).",
+)
+@click.option(
+    "--endpoint-url",
+    default=None,
+    help="Runtime endpoint URL, e.g. http://127.0.0.1:8080 for `sm-compose up`. Default: "
+    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME, else AWS.",
+)
+@click.option("--local", is_flag=True, help="Shorthand for --endpoint-url http://127.0.0.1:8080.")
+@click.option("--region", default=None, help="AWS region (default: the AWS chain).")
+@friendly
+def invoke(
+    target_endpoint: str,
+    target: str | None,
+    content_type: str,
+    accept: str | None,
+    custom_attributes: str | None,
+    data: str | None,
+    file: str | None,
+    endpoint_url: str | None,
+    local: bool,
+    region: str | None,
+) -> None:
+    """Invoke an endpoint (by pipeline file or endpoint name) and print the response body."""
+    from ..client import EndpointClient, InvocationError
+    from ..errors import UsageError
+
+    name = target_endpoint
+    if target_endpoint.endswith((".yaml", ".yml")) or Path(target_endpoint).is_file():
+        spec = load(target_endpoint)
+        name = spec.name
+        region = region or spec.aws.region
+    if sum(x is not None for x in (data, file)) > 1:
+        raise UsageError("got both --data and --file; give one body source")
+    if data is not None:
+        body = data.encode()
+    elif file == "-" or file is None:
+        if file is None and sys.stdin.isatty():
+            raise UsageError("no request body: give --data TEXT, --file PATH or - (stdin)")
+        body = sys.stdin.buffer.read()
+    else:
+        body = Path(file).read_bytes()
+    if local and endpoint_url is None:
+        endpoint_url = "http://127.0.0.1:8080"
+    client = EndpointClient(name, endpoint_url=endpoint_url, region_name=region)
+    try:
+        result = client.invoke(
+            body,
+            target=target,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+        )
+    except InvocationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.stdout.buffer.write(result.body)
+    if not result.body.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+
+
+COMMANDS = [up, invoke]
