@@ -10,6 +10,7 @@ import click
 from ..spec import Pipeline
 from ._common import friendly, load, pipeline_arg
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sagemaker-composer", prog_name="sm-compose")
 def cli() -> None:
@@ -46,7 +47,7 @@ def schema() -> None:
 @friendly
 def build(pipeline: str, out: str | None) -> None:
     """Write every build context and the SageMaker requests of PIPELINE."""
-    from .render.context import write_build
+    from ..render.context import write_build
 
     spec = load(pipeline)
     target = Path(out) if out else spec.base_dir / ".composer" / spec.name / "build"
@@ -54,5 +55,3 @@ def build(pipeline: str, out: str | None) -> None:
     for ctx in contexts:
         click.echo(f"{ctx.hostname}: {ctx.path} (tag {ctx.tag})")
     click.echo(f"requests: {target / 'sagemaker'} (model {requests.model_name})")
-
-

@@ -92,7 +92,9 @@ def placeholder_artifacts(pipeline: Pipeline, tags: dict[str, str] | None = None
                 urls[c.hostname] = c.model_data
             else:
                 urls[c.hostname] = f"s3://{bucket}/{model_data_key(pipeline, c.hostname)}"
-    return Artifacts(images=images, model_data_urls=urls, role_arn=pipeline.aws.role_arn or PLACEHOLDER_ROLE)
+    return Artifacts(
+        images=images, model_data_urls=urls, role_arn=pipeline.aws.role_arn or PLACEHOLDER_ROLE
+    )
 
 
 def is_placeholder_image(uri: str) -> bool:

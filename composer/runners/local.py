@@ -102,7 +102,9 @@ class ProcessRunner:
         out: list[Prepared] = []
         for index, c in enumerate(pipeline.containers):
             ctx = write_build_context(pipeline, c, work / "build" / c.hostname)
-            env_dir = ensure_env(ctx.path / "requirements.txt", label=c.hostname, on_progress=progress)
+            env_dir = ensure_env(
+                ctx.path / "requirements.txt", label=c.hostname, on_progress=progress
+            )
             source = None
             if c.model_data is not None and not c.model_data.startswith("s3://"):
                 source = pipeline.resolve(c.model_data)
@@ -286,7 +288,9 @@ def run_up(pipeline: Pipeline, *, host: str, port: int, runner: Runner | None = 
         if status is not None:
             status.start()
         return asyncio.run(
-            serve_pipeline(pipeline, host=host, port=port, runner=runner, out=out, progress=progress)
+            serve_pipeline(
+                pipeline, host=host, port=port, runner=runner, out=out, progress=progress
+            )
         )
     finally:
         if status is not None:

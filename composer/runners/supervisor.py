@@ -198,10 +198,8 @@ class ManagedContainer:
                 )
                 await stopper.wait()
             self._signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
         self._signal_group(signal.SIGKILL)
         await self._drain()
 

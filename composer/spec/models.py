@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -93,7 +93,7 @@ class Container(_Spec):
     )
     image: str | None = Field(
         default=None,
-        description="A prebuilt image URI (at most 255 characters). Exactly one of build and image.",
+        description="A prebuilt image URI (at most 255 characters). One of build and image.",
         max_length=255,
     )
     model_data: str | None = Field(
@@ -123,8 +123,7 @@ class Container(_Spec):
     multi_model: bool = Field(
         default=False,
         description=(
-            "The image serves many models (adds the multi-models label); at most one per "
-            "pipeline."
+            "The image serves many models (adds the multi-models label); at most one per pipeline."
         ),
     )
 
@@ -194,7 +193,7 @@ class DataCapture(_Spec):
     destination: str = Field(description="s3:// prefix where captured data goes.")
     sampling_percentage: int = Field(default=100, ge=0, le=100, description="Percent captured.")
     capture: list[Literal["Input", "Output"]] = Field(
-        default_factory=lambda: ["Input", "Output"],
+        default=["Input", "Output"],
         min_length=1,
         description="What is captured: Input, Output or both.",
     )

@@ -267,7 +267,8 @@ def test_bad_specs_report_every_error_with_line_and_path(
 def test_environment_total_over_32_kb(project: Path) -> None:
     big = "x" * 1000
     entries = "\n".join(f"      K{i}: {big}" for i in range(40))
-    text = f"name: x\ncontainers:\n  - hostname: a\n    build: containers/a\n    environment:\n{entries}\n"
+    head = "name: x\ncontainers:\n  - hostname: a\n    build: containers/a\n    environment:\n"
+    text = f"{head}{entries}\n"
     with pytest.raises(SpecError) as caught:
         load_pipeline(write(project, text))
     (issue,) = caught.value.issues
