@@ -1,0 +1,426 @@
+"""The local gateway: SageMaker Runtime's InvokeEndpoint in front of the endpoint's containers.
+
+Hot path: one pooled keep-alive ClientSession, pre-bound metric children, no per-request
+lookups beyond a dict, nothing streamed that need not be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from . import errors
+from .config import GatewayConfig, Health, Upstream
+from .errors import GatewayError, InternalFailure, ModelError, ValidationError
+from .metrics import CONTENT_TYPE, ENDPOINT_LEVEL, GatewayMetrics
+
+log = logging.getLogger("composer.gateway")
+
+# Request headers boto3 sends (botocore's sagemaker-runtime model, InvokeEndpointInput).
+H_CUSTOM = "X-Amzn-SageMaker-Custom-Attributes"
+H_TARGET_HOST = "X-Amzn-SageMaker-Target-Container-Hostname"
+H_TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+H_INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
+# Response headers botocore reads (InvokeEndpointOutput).
+H_VARIANT = "x-Amzn-Invoked-Production-Variant"
+H_REQUEST_ID = "x-amzn-RequestId"
+
+# The gateway forwards only what the caller sent: no default Accept, Content-Type or encoding.
+_SKIP_AUTO = frozenset({"Accept", "Accept-Encoding", "Content-Type", "User-Agent"})
+
+
+@dataclass(frozen=True)
+class _Answer:
+    body: bytes
+    content_type: str | None
+    custom_attributes: str | None
+    latency_ns: int
+
+
+class _Endpoint:
+    """State of one served endpoint: config, health view, metrics, upstream session."""
+
+    def __init__(self, config: GatewayConfig, health: Health | None) -> None:
+        self.config = config
+        self.health = health
+        self.metrics = GatewayMetrics(config)
+        self.by_host = {c.hostname: c for c in config.containers}
+        self.urls = {c.hostname: c.url.rstrip("/") + "/invocations" for c in config.containers}
+        self.hostnames = ", ".join(c.hostname for c in config.containers)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def call(
+        self,
+        up: Upstream,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        receiver: str,
+    ) -> _Answer:
+        """One container round trip; any failure becomes the ModelError SageMaker would send."""
+        host = up.hostname
+        m = self.metrics.of(host)
+        if self.health is not None and not self.health.is_up(host):
+            m.invocations.inc()
+            m.errors_5xx.inc()
+            raise ModelError.unreachable(self.config, host, "it is down or restarting")
+        assert self.session is not None, "gateway app not started"
+        headers: dict[str, str] = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if accept is not None:
+            headers["Accept"] = accept
+        if custom_attributes is not None:
+            headers[H_CUSTOM] = custom_attributes
+        limit = self.config.max_payload_bytes
+        m.invocations.inc()
+        start = time.perf_counter_ns()
+        try:
+            async with (
+                asyncio.timeout(up.invocation_timeout),
+                self.session.post(
+                    self.urls[host], data=body, headers=headers, skip_auto_headers=_SKIP_AUTO
+                ) as resp,
+            ):
+                data = await _read_limited(resp, limit)
+                status = resp.status
+                answer_type = resp.headers.get("Content-Type")
+                answer_attrs = resp.headers.get(H_CUSTOM)
+                size = resp.content_length
+        except TimeoutError:
+            m.errors_5xx.inc()
+            raise ModelError.timed_out(self.config, host) from None
+        except aiohttp.ClientConnectorError as e:
+            m.errors_5xx.inc()
+            why = f"connecting to {up.url} failed ({e.os_error.strerror or e.os_error})"
+            raise ModelError.unreachable(self.config, host, why) from None
+        except aiohttp.ClientError as e:
+            m.errors_5xx.inc()
+            why = f"the connection to {up.url} broke ({type(e).__name__}: {e})"
+            raise ModelError.unreachable(self.config, host, why) from None
+        latency = time.perf_counter_ns() - start
+        m.container_latency.observe(latency / 1000)
+        if not 200 <= status < 300:
+            (m.errors_4xx if 400 <= status < 500 else m.errors_5xx).inc()
+            text = (
+                data.decode("utf-8", "replace")
+                if data is not None
+                else f"<error body of {size or 'more than ' + str(limit)} bytes not shown>"
+            )
+            raise ModelError(self.config, host, status, text)
+        if data is None:
+            m.errors_5xx.inc()
+            got = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+            raise ModelError(
+                self.config,
+                host,
+                0,
+                f"Container {host} returned {got}, more than the {limit}-byte limit of {receiver}.",
+            )
+        return _Answer(data, answer_type, answer_attrs, latency)
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        """POST /endpoints/{name}/invocations."""
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter_ns()
+        in_containers = 0
+        overhead_label: str | None = None
+        try:
+            config = self.config
+            name = request.match_info["name"]
+            if name != config.endpoint_name:
+                raise errors.unknown_endpoint(config, name)
+            h = request.headers
+            variant = h.get(H_TARGET_VARIANT)
+            if variant is not None and variant != config.variant_name:
+                raise ValidationError(
+                    f"Variant {variant} does not exist on endpoint {name}; "
+                    f"its only production variant is {config.variant_name}."
+                )
+            target = h.get(H_TARGET_HOST)
+            up: Upstream | None = None
+            if config.mode == "Direct":
+                if not target:
+                    raise ValidationError(
+                        f"Endpoint {name} is configured for direct invocation: specify "
+                        f"TargetContainerHostname, one of: {self.hostnames}."
+                    )
+                up = self.by_host.get(target)
+                if up is None:
+                    raise ValidationError(
+                        f"TargetContainerHostname {target} does not exist in endpoint {name}; "
+                        f"its containers are: {self.hostnames}."
+                    )
+            elif target is not None:
+                raise ValidationError(
+                    f"Endpoint {name} is not configured for direct invocation "
+                    f"(its inference execution mode is Serial), so TargetContainerHostname "
+                    f"must not be specified; got {target!r}."
+                )
+            body = await _read_body(request, request_id, config.max_payload_bytes)
+            content_type = h.get("Content-Type")
+            accept = h.get("Accept")
+            attrs = h.get(H_CUSTOM)
+            if up is not None:
+                overhead_label = up.hostname
+                answer = await self.call(up, body, content_type, accept, attrs, "a response")
+                in_containers = answer.latency_ns
+            else:
+                overhead_label = ENDPOINT_LEVEL
+                answer = await self._chain(body, content_type, accept, attrs)
+                in_containers = answer.latency_ns
+            headers = {H_VARIANT: config.variant_name, H_REQUEST_ID: request_id}
+            if answer.content_type is not None:
+                headers["Content-Type"] = answer.content_type
+            if answer.custom_attributes is not None:
+                headers[H_CUSTOM] = answer.custom_attributes
+            return web.Response(body=answer.body, headers=headers)
+        except ModelError as e:
+            return e.to_response(request_id)
+        except GatewayError as e:
+            self._count_endpoint_level(e)
+            return e.to_response(request_id)
+        except Exception:
+            log.exception("gateway failure on request %s", request_id)
+            failure = InternalFailure(
+                f"The local gateway failed while handling request {request_id}; "
+                "its log has the details."
+            )
+            self._count_endpoint_level(failure)
+            return failure.to_response(request_id)
+        finally:
+            if overhead_label is not None:
+                overhead = time.perf_counter_ns() - started - in_containers
+                self.metrics.of(overhead_label).overhead_latency.observe(overhead / 1000)
+
+    async def _chain(
+        self, body: bytes, content_type: str | None, accept: str | None, attrs: str | None
+    ) -> _Answer:
+        """Serial: each answer (body and Content-Type, verbatim) is the next request."""
+        containers = self.config.containers
+        last = len(containers) - 1
+        spent = 0
+        answer: _Answer | None = None
+        for i, up in enumerate(containers):
+            receiver = (
+                f"a request to container {containers[i + 1].hostname}" if i < last else "a response"
+            )
+            answer = await self.call(
+                up, body, content_type, accept if i == last else None, attrs, receiver
+            )
+            spent += answer.latency_ns
+            body, content_type = answer.body, answer.content_type
+        assert answer is not None
+        return _Answer(answer.body, answer.content_type, answer.custom_attributes, spent)
+
+    def _count_endpoint_level(self, e: GatewayError) -> None:
+        m = self.metrics.of(ENDPOINT_LEVEL)
+        (m.errors_5xx if e.fault or e.status >= 500 else m.errors_4xx).inc()
+
+    async def invoke_async(self, request: web.Request) -> web.StreamResponse:
+        """POST /endpoints/{name}/async-invocations: the place for InvokeEndpointAsync.
+
+        Multi-container endpoints (Direct or Serial) do not support asynchronous inference in
+        SageMaker, so answering ValidationError is faithful for them; single-container async
+        endpoints are a later issue.
+        """
+        request_id = str(uuid.uuid4())
+        name = request.match_info["name"]
+        if name != self.config.endpoint_name:
+            return errors.unknown_endpoint(self.config, name).to_response(request_id)
+        return ValidationError(
+            f"Endpoint {name} does not support asynchronous invocations: it was not created "
+            "with an AsyncInferenceConfig (the local gateway does not serve "
+            "InvokeEndpointAsync yet)."
+        ).to_response(request_id)
+
+    async def ping(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    async def metrics_text(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _read_body(request: web.Request, request_id: str, limit: int) -> bytes:
+    """Refuse an oversize body before reading it (Content-Length) or as soon as it passes."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise errors.oversize_request(request_id, limit, declared)
+    try:
+        return await request.read()  # counts as it reads; the app's client_max_size = limit
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.oversize_request(request_id, limit, None) from None
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """A container's answer, or None once it passes `limit` (the rest is never buffered)."""
+    if resp.content_length is not None:
+        return None if resp.content_length > limit else await resp.read()
+    buf = bytearray()
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
+_ENDPOINT = web.AppKey("endpoint", _Endpoint)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _sagemaker_shaped(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Unknown paths and any escaped exception still answer in SageMaker's JSON shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = "UnknownOperationException" if e.status in (404, 405) else "ValidationError"
+        return web.json_response(
+            {"Message": f"{request.method} {request.path}: {e.reason}"},
+            status=e.status,
+            headers={"x-amzn-ErrorType": code, H_REQUEST_ID: str(uuid.uuid4())},
+        )
+    except Exception:
+        request_id = str(uuid.uuid4())
+        log.exception("gateway failure on request %s", request_id)
+        return InternalFailure(
+            f"The local gateway failed while handling request {request_id}."
+        ).to_response(request_id)
+
+
+def create_app(config: GatewayConfig, health: Health | None = None) -> web.Application:
+    """The gateway as an aiohttp app; its upstream session lives as long as the app runs."""
+    endpoint = _Endpoint(config, health)
+    app = web.Application(client_max_size=config.max_payload_bytes, middlewares=[_sagemaker_shaped])
+    app[_ENDPOINT] = endpoint
+
+    async def session_ctx(_: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+        ) as session:
+            endpoint.session = session
+            yield
+            endpoint.session = None
+
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/endpoints/{name}/invocations", endpoint.invoke)
+    app.router.add_post("/endpoints/{name}/async-invocations", endpoint.invoke_async)
+    app.router.add_get("/ping", endpoint.ping)
+    app.router.add_get("/metrics", endpoint.metrics_text)
+    return app
+
+
+class Gateway:
+    """A started gateway on host:port in the caller's asyncio loop (port 0 = any free port)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        health: Health | None = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.app = create_app(config, health)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise OSError(
+                e.errno, f"the gateway cannot listen on {self.host}:{self.port}: {e.strerror}"
+            ) from e
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def serve_forever(self) -> None:
+        """Start (if needed) and serve until cancelled; then stop cleanly."""
+        if self._runner is None:
+            await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+async def start_gateway(
+    config: GatewayConfig,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    health: Health | None = None,
+) -> Gateway:
+    """Start a gateway in the running loop; `await gateway.stop()` ends it."""
+    gateway = Gateway(config, host, port, health)
+    await gateway.start()
+    return gateway
+
+
+class ThreadedGateway:
+    """A gateway on its own loop in a daemon thread, for blocking callers (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        health: Health | None = None,
+    ) -> None:
+        self.gateway = Gateway(config, host, port, health)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="composer-gateway", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def start(self) -> ThreadedGateway:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+    def __enter__(self) -> ThreadedGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,85 @@
+"""Plain configuration of one local endpoint: the runner builds it from a rendered pipeline."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Mode = Literal["Direct", "Serial"]
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class Health(Protocol):
+    """What the gateway asks the runner's supervisor before it connects to a container."""
+
+    def is_up(self, hostname: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One container as the gateway reaches it: its nginx URL and its own timeout."""
+
+    hostname: str
+    url: str
+    invocation_timeout: float = 60.0
+    log_path: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.hostname):
+            raise ValueError(
+                f"container hostname {self.hostname!r} is not valid: SageMaker allows 1-63 "
+                "letters, digits and inner hyphens"
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"container {self.hostname}: url {self.url!r} must be http(s)://")
+        if not self.invocation_timeout > 0:
+            raise ValueError(
+                f"container {self.hostname}: invocation_timeout must be > 0, "
+                f"got {self.invocation_timeout}"
+            )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """One endpoint with one production variant, served Direct or Serial."""
+
+    endpoint_name: str
+    mode: Mode
+    containers: tuple[Upstream, ...]
+    variant_name: str = "AllTraffic"
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("Direct", "Serial"):
+            raise ValueError(f"mode must be 'Direct' or 'Serial', got {self.mode!r}")
+        if not 1 <= len(self.containers) <= 15:
+            raise ValueError(f"an endpoint has 1 to 15 containers, got {len(self.containers)}")
+        names = [c.hostname for c in self.containers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"container hostnames must be unique; repeated: {', '.join(dupes)}")
+        for what, value in (
+            ("endpoint_name", self.endpoint_name),
+            ("variant_name", self.variant_name),
+        ):
+            if not _NAME.match(value):
+                raise ValueError(f"{what} {value!r} is not a valid SageMaker name")
+        if self.max_payload_bytes <= 0:
+            raise ValueError(f"max_payload_bytes must be > 0, got {self.max_payload_bytes}")
+
+    def upstream(self, hostname: str) -> Upstream | None:
+        for c in self.containers:
+            if c.hostname == hostname:
+                return c
+        return None
+
+    def log_stream_arn(self, hostname: str) -> str:
+        """The ARN SageMaker would name; `local` stands where the instance id would be."""
+        return (
+            f"arn:aws:logs:{self.region}:{self.account_id}:log-group:/aws/sagemaker/Endpoints/"
+            f"{self.endpoint_name}:log-stream:{self.variant_name}/local/{hostname}"
+        )

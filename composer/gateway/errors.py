@@ -1,0 +1,153 @@
+"""Every failure the gateway reports, in the shapes of botocore's sagemaker-runtime model.
+
+botocore (rest-json) takes the error code from the `x-amzn-ErrorType` header, the message from
+the body's `message`/`Message`, and each modeled member from the body's top-level key of the same
+name; so `client.exceptions.ModelError` carries `OriginalStatusCode` etc. in `e.response`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from aiohttp import web
+
+from .config import GatewayConfig
+
+_TIMEOUT_TEXT = (
+    "Your invocation timed out while waiting for a response from container {host}. "
+    "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, "
+    "and try again."
+)
+_DOWN_TEXT = (
+    "Amazon SageMaker could not get a response from container {host}: {why}. "
+    "Check the container's log; the local runner restarts a container that exits."
+)
+
+
+class GatewayError(Exception):
+    """A SageMaker Runtime error: HTTP status, error code, and modeled body members."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "InternalFailure"
+    fault: ClassVar[bool] = False  # true when CloudWatch would count it as a 5XX of the endpoint
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def members(self) -> dict[str, object]:
+        return {"Message": self.message}
+
+    def to_response(self, request_id: str) -> web.Response:
+        return web.Response(
+            status=self.status,
+            body=json.dumps(self.members()).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "x-amzn-ErrorType": self.code,
+                "x-amzn-RequestId": request_id,
+            },
+        )
+
+
+class ValidationError(GatewayError):
+    """The request is wrong (HTTP 400); botocore raises `ValidationError`."""
+
+    status = 400
+    code = "ValidationError"
+
+
+class InternalFailure(GatewayError):
+    """The gateway itself failed (HTTP 500), never with a traceback to the caller."""
+
+    status = 500
+    code = "InternalFailure"
+    fault = True
+
+
+class ServiceUnavailable(GatewayError):
+    """HTTP 503; botocore retries it by default. Reserved: the gateway does not raise it today."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    fault = True
+
+
+class ModelNotReadyException(GatewayError):
+    """HTTP 429 (multi-model and serverless only in SageMaker); kept for completeness."""
+
+    status = 429
+    code = "ModelNotReadyException"
+
+
+class InternalDependencyException(GatewayError):
+    """HTTP 530 in SageMaker's model; kept for completeness."""
+
+    status = 530
+    code = "InternalDependencyException"
+    fault = True
+
+
+class ModelError(GatewayError):
+    """A container failed (HTTP 424): it answered 4xx/5xx, timed out, or could not be reached."""
+
+    status = 424
+    code = "ModelError"
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        hostname: str,
+        original_status: int,
+        original_message: str,
+    ) -> None:
+        kind = "client" if 400 <= original_status < 500 else "server"
+        upstream = config.upstream(hostname)
+        where = (
+            upstream.log_path
+            if upstream and upstream.log_path
+            else f"the log of container {hostname}"
+        )
+        super().__init__(
+            f"Received {kind} error ({original_status}) from {hostname} with message "
+            f'"{original_message}". See {where} for more information.'
+        )
+        self.hostname = hostname
+        self.original_status = original_status
+        self.original_message = original_message
+        self.log_stream_arn = config.log_stream_arn(hostname)
+
+    @property
+    def client_side(self) -> bool:
+        """A container's 4xx counts as Invocation4XXErrors; anything else as 5XX."""
+        return 400 <= self.original_status < 500
+
+    def members(self) -> dict[str, object]:
+        return {
+            "Message": self.message,
+            "OriginalStatusCode": self.original_status,
+            "OriginalMessage": self.original_message,
+            "LogStreamArn": self.log_stream_arn,
+        }
+
+    @classmethod
+    def timed_out(cls, config: GatewayConfig, hostname: str) -> ModelError:
+        return cls(config, hostname, 0, _TIMEOUT_TEXT.format(host=hostname))
+
+    @classmethod
+    def unreachable(cls, config: GatewayConfig, hostname: str, why: str) -> ModelError:
+        return cls(config, hostname, 0, _DOWN_TEXT.format(host=hostname, why=why))
+
+
+def unknown_endpoint(config: GatewayConfig, name: str) -> ValidationError:
+    return ValidationError(f"Endpoint {name} of account {config.account_id} not found.")
+
+
+def oversize_request(request_id: str, limit: int, got: int | None) -> ValidationError:
+    """SageMaker's wording first, then what was got and what is allowed."""
+    size = f"{got} bytes" if got is not None else f"more than {limit} bytes"
+    return ValidationError(
+        f"Request {request_id} has oversize body. Got {size}; "
+        f"the limit is {limit} bytes ({limit / 1048576:g} MiB)."
+    )

@@ -1,0 +1,83 @@
+"""SageMaker's per-container CloudWatch metrics, exposed in Prometheus text format.
+
+Names follow CloudWatch (AWS/SageMaker namespace); latencies are in microseconds, as there.
+Each app owns its registry, so two gateways in one process never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from .config import GatewayConfig
+
+__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+
+ENDPOINT_LEVEL = ""  # container label of what happens before/around any container
+_LABELS = ("endpoint", "variant", "container")
+# 100 us .. 60 s, roughly x2.5 steps: microsecond units as CloudWatch reports them.
+_BUCKETS = (
+    100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0,
+    100_000.0, 250_000.0, 500_000.0, 1_000_000.0, 2_500_000.0, 5_000_000.0,
+    10_000_000.0, 30_000_000.0, 60_000_000.0,
+)  # fmt: skip
+
+
+class _Children:
+    """Pre-bound label children: the hot path does no label lookups."""
+
+    def __init__(self, m: GatewayMetrics, container: str) -> None:
+        labels = (m.endpoint, m.variant, container)
+        self.invocations = m.invocations.labels(*labels)
+        self.errors_4xx = m.errors_4xx.labels(*labels)
+        self.errors_5xx = m.errors_5xx.labels(*labels)
+        self.container_latency = m.container_latency.labels(*labels)
+        self.overhead_latency = m.overhead_latency.labels(*labels)
+
+
+class GatewayMetrics:
+    """Invocations, Invocation4XXErrors, Invocation5XXErrors, ContainerLatency, OverheadLatency."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.endpoint = config.endpoint_name
+        self.variant = config.variant_name
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.invocations = Counter(
+            "Invocations", "Requests sent to a container", _LABELS, registry=r
+        )
+        self.errors_4xx = Counter(
+            "Invocation4XXErrors",
+            "Requests answered 4xx: by the container, or by the gateway (container label empty)",
+            _LABELS,
+            registry=r,
+        )
+        self.errors_5xx = Counter(
+            "Invocation5XXErrors",
+            "Requests failed 5xx, timed out or unreachable at the container, or failed in the "
+            "gateway (container label empty)",
+            _LABELS,
+            registry=r,
+        )
+        self.container_latency = Histogram(
+            "ContainerLatency",
+            "Microseconds a container took to answer, as seen from the gateway",
+            _LABELS,
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.overhead_latency = Histogram(
+            "OverheadLatency",
+            "Microseconds the gateway added to a request beyond container latency",
+            _LABELS,
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self._children = {c.hostname: _Children(self, c.hostname) for c in config.containers}
+        self._children[ENDPOINT_LEVEL] = _Children(self, ENDPOINT_LEVEL)
+
+    def of(self, container: str) -> _Children:
+        return self._children[container]
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
