@@ -14,7 +14,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +27,7 @@ from ..render.context import write_build_context
 from ..spec.models import Container, Pipeline
 from .envs import ensure_env, python_of
 from .modeldata import prepare_model_dir
-from .supervisor import LogSink, ManagedContainer, StartupError, gather_ready
+from .supervisor import LogSink, ManagedContainer, gather_ready
 
 DEFAULT_STARTUP_WINDOW = 480  # SageMaker's 8 minutes
 SAFE_PORT_BASE = 21000
@@ -163,7 +163,8 @@ def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -
     )
 
 
-async def serve_pipeline(
+@contextlib.asynccontextmanager
+async def running_endpoint(
     pipeline: Pipeline,
     *,
     host: str = "127.0.0.1",
@@ -171,14 +172,14 @@ async def serve_pipeline(
     runner: Runner | None = None,
     out: Callable[[str], None] = print,
     progress: Callable[[str], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> int:
-    """Run until `stop` is set (or SIGINT/SIGTERM); return the exit status."""
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[LocalEndpoint]:
+    """Every container up and pinged, the gateway listening; all stopped on exit."""
     runner = runner or ProcessRunner()
-    say = progress or out
     loop = asyncio.get_running_loop()
-    check_listen(host, port)
-    prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, say)
+    if port:
+        check_listen(host, port)
+    prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, progress or out)
     work = state_dir(pipeline)
     width = max(len(p.container.hostname) for p in prepared)
     sink = LogSink(width)
@@ -187,7 +188,7 @@ async def serve_pipeline(
             hostname=p.container.hostname,
             index=i,
             argv=p.argv,
-            env=p.env,
+            env={**p.env, **(extra_env or {})},
             url=f"http://127.0.0.1:{p.port}",
             log_path=work / "logs" / f"{p.container.hostname}.log",
             sink=sink,
@@ -199,9 +200,6 @@ async def serve_pipeline(
     for m in managed:
         with contextlib.suppress(FileNotFoundError):
             m.log_path.unlink()
-    stop = stop or asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     window = float(pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW)
     supervisors: list[asyncio.Task[None]] = []
     gateway = None
@@ -211,39 +209,68 @@ async def serve_pipeline(
             for m in managed:
                 await m.start()
                 out(f"{m.hostname:<{width}}  {m.url}  (log {m.log_path})")
-            ready = asyncio.ensure_future(gather_ready(managed, session, window))
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if stopper in done:
-                ready.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StartupError):
-                    await ready
-                return 0
-            stopper.cancel()
-            ready.result()  # raises StartupError
-            endpoint = LocalEndpoint(pipeline, managed, f"http://{_url_host(host)}:{port}")
+            await gather_ready(managed, session, window)
+            endpoint = LocalEndpoint(pipeline, managed, "")
             gateway = await start_gateway(
                 gateway_config(pipeline, managed), host, port, health=endpoint
             )
+            endpoint.gateway_url = f"http://{_url_host(host)}:{gateway.port}"
             supervisors = [
                 asyncio.create_task(m.supervise(session, lambda msg: out(f"sm-compose: {msg}")))
                 for m in managed
             ]
-            out(
-                f"{pipeline.name} ready at {endpoint.gateway_url} "
-                f"(endpoint {pipeline.name}, {pipeline.mode}, {len(managed)} containers)"
-            )
-            await stop.wait()
-            out("sm-compose: stopping")
-            return 0
+            yield endpoint
         finally:
             for task in supervisors:
                 task.cancel()
             if gateway is not None:
-                await gateway.cleanup()
+                await gateway.stop()
             await asyncio.gather(*(m.stop() for m in managed), return_exceptions=True)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+
+
+async def serve_pipeline(
+    pipeline: Pipeline,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    runner: Runner | None = None,
+    out: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until `stop` is set (or SIGINT/SIGTERM); return the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    ready = asyncio.Event()
+
+    async def serve() -> None:
+        async with running_endpoint(
+            pipeline, host=host, port=port, runner=runner, out=out, progress=progress
+        ) as endpoint:
+            ready.set()
+            out(
+                f"{pipeline.name} ready at {endpoint.gateway_url} "
+                f"(endpoint {pipeline.name}, {pipeline.mode}, {len(endpoint.containers)} "
+                "containers)"
+            )
+            await stop.wait()
+            out("sm-compose: stopping")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        task = asyncio.create_task(serve())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done() and not ready.is_set():
+            task.cancel()  # stopped while starting: the context manager cleans up
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def check_listen(host: str, port: int) -> None:
