@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,8 @@ from composer.client import EndpointClient, InvokeResult
 from composer.client import ModelError as ClientModelError
 from composer.client import ValidationError as ClientValidationError
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
+from composer.gateway import errors as gw_errors
+from composer.gateway.metrics import GatewayMetrics
 
 LIMIT = 6291456
 CUSTOM = "X-Amzn-SageMaker-Custom-Attributes"
@@ -77,7 +81,7 @@ class Containers:
             if kind == "fail500":
                 return web.Response(status=500, text="boom")
             if kind == "slow":
-                await asyncio.sleep(3)
+                await asyncio.sleep(2)
                 return web.Response(text="late")
             if kind == "inflate":
                 return web.Response(body=b"x" * (LIMIT + 1), content_type="text/plain")
@@ -88,14 +92,20 @@ class Containers:
         app.router.add_post("/invocations", invocations)
         return app
 
+    async def _serve(self, app: web.Application) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self._runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
     async def _start(self, kinds: list[str]) -> None:
         for kind in kinds:
-            runner = web.AppRunner(self._app(kind), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self._runners.append(runner)
-            self.urls[kind] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            self.urls[kind] = await self._serve(self._app(kind))
+
+    def serve(self, app: web.Application) -> str:
+        """Serve any app on a free loopback port of this thread's loop; returns its URL."""
+        return asyncio.run_coroutine_threadsafe(self._serve(app), self._loop).result(10)
 
     async def _stop(self) -> None:
         for runner in self._runners:
@@ -560,3 +570,110 @@ def test_endpoint_client_reads_endpoint_url_from_environment(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     result = EndpointClient("direct-ep").invoke("hi", target="echo", content_type="text/plain")
     assert (result.text(), result.content_type) == ("hi", "text/plain")
+
+
+# --- every error shape, parsed by botocore ------------------------------------------------------
+
+
+class _BrokenHealth:
+    def is_up(self, hostname: str) -> bool:
+        raise RuntimeError("supervisor exploded")
+
+
+def test_unexpected_failure_is_internal_failure_without_traceback(containers: Containers) -> None:
+    with ThreadedGateway(_direct(containers, "broken-ep"), health=_BrokenHealth()) as gw:
+        rt = _runtime(gw.url)
+        r = _error(
+            rt,
+            "InternalFailure",
+            EndpointName="broken-ep",
+            TargetContainerHostname="echo",
+            Body=b"x",
+        )
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 500
+    message = r["Error"]["Message"]
+    assert message.startswith("The local gateway failed while handling request ")
+    assert "Traceback" not in message and "exploded" not in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        gw_errors.ValidationError("bad"),
+        gw_errors.InternalFailure("oops"),
+        gw_errors.ServiceUnavailable("later"),
+        gw_errors.ModelNotReadyException("loading"),
+        gw_errors.InternalDependencyException("dep"),
+        gw_errors.ModelError(
+            GatewayConfig("e", "Serial", (Upstream("c1", "http://127.0.0.1:1"),)), "c1", 502, "x"
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_botocore_parses_each_error_shape(error: gw_errors.GatewayError) -> None:
+    """Each class's response becomes botocore's exception of that name, with modeled members."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return error.to_response("req-1")
+
+    app = web.Application()
+    app.router.add_post("/endpoints/{name}/invocations", handler)
+    server = Containers().start([])
+    url = server.serve(app)
+    try:
+        r = _error(_runtime(url), error.code, EndpointName="e", Body=b"x")
+    finally:
+        server.stop()
+    assert r["Error"]["Code"] == error.code
+    assert r["Error"]["Message"] == error.message
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == error.status
+    assert r["ResponseMetadata"]["RequestId"] == "req-1"
+    for key, value in error.members().items():
+        assert r[key] == value
+
+
+# --- config and docs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"mode": "Parallel"}, "mode must be 'Direct' or 'Serial', got 'Parallel'"),
+        ({"containers": ()}, "1 to 15 containers, got 0"),
+        ({"endpoint_name": "bad_name"}, "endpoint_name 'bad_name' is not a valid"),
+        ({"max_payload_bytes": 0}, "max_payload_bytes must be > 0"),
+        (
+            {"containers": (Upstream("a", "http://x"), Upstream("a", "http://y"))},
+            "unique; repeated: a",
+        ),
+    ],
+)
+def test_config_errors_say_what_is_allowed(kwargs: dict[str, Any], fragment: str) -> None:
+    base: dict[str, Any] = {
+        "endpoint_name": "ep",
+        "mode": "Direct",
+        "containers": (Upstream("a", "http://127.0.0.1:1"),),
+    }
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        GatewayConfig(**{**base, **kwargs})
+
+
+def test_upstream_errors_say_what_is_allowed() -> None:
+    with pytest.raises(ValueError, match="letters, digits and inner hyphens"):
+        Upstream("-bad", "http://127.0.0.1:1")
+    with pytest.raises(ValueError, match=r"must be http\(s\)://"):
+        Upstream("ok", "127.0.0.1:1")
+    with pytest.raises(ValueError, match="invocation_timeout must be > 0, got 0"):
+        Upstream("ok", "http://127.0.0.1:1", invocation_timeout=0)
+
+
+def test_docs_list_exactly_the_exposed_metrics(containers: Containers) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "gateway.md").read_text()
+    section = doc.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)`", section, flags=re.MULTILINE))
+    metrics = GatewayMetrics(_direct(containers, "doc-ep"))
+    # prometheus_client names counter families without the `_total` it puts on the wire
+    exposed = {
+        f.name + ("_total" if f.type == "counter" else "") for f in metrics.registry.collect()
+    }
+    assert documented == exposed
