@@ -178,11 +178,36 @@ def create_endpoint_config_request(pipeline: Pipeline, model_name: str) -> dict[
             "DestinationS3Uri": dc.destination,
             "CaptureOptions": [{"CaptureMode": mode} for mode in dc.capture],
         }
+    if pipeline.async_inference is not None:
+        body["AsyncInferenceConfig"] = async_inference_config(pipeline)
     name = _hashed_name(pipeline.name, body, "endpoint config")
     request = {"EndpointConfigName": name, **body}
     if pipeline.aws.tags:
         request["Tags"] = _tags(pipeline)
     return request
+
+
+def async_inference_config(pipeline: Pipeline) -> dict[str, Any]:
+    spec = pipeline.async_inference
+    assert spec is not None
+    output: dict[str, Any] = {"S3OutputPath": spec.output_path}
+    if spec.failure_path is not None:
+        output["S3FailurePath"] = spec.failure_path
+    topics = {}
+    if spec.success_topic is not None:
+        topics["SuccessTopic"] = spec.success_topic
+    if spec.error_topic is not None:
+        topics["ErrorTopic"] = spec.error_topic
+    if topics:
+        output["NotificationConfig"] = topics
+    if spec.kms_key_id is not None:
+        output["KmsKeyId"] = spec.kms_key_id
+    config: dict[str, Any] = {"OutputConfig": output}
+    if spec.max_concurrent_invocations_per_instance is not None:
+        config["ClientConfig"] = {
+            "MaxConcurrentInvocationsPerInstance": spec.max_concurrent_invocations_per_instance
+        }
+    return config
 
 
 def create_endpoint_request(pipeline: Pipeline, endpoint_config_name: str) -> dict[str, Any]:

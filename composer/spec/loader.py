@@ -161,7 +161,9 @@ def _show(value: Any) -> str:
 
 def _allowed_keys(loc: Loc) -> list[str]:
     model = _model_at(Pipeline, loc)
-    return list(model.model_fields) if model is not None else []
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
@@ -172,6 +174,8 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(part)
+        if field is None:
+            field = next((f for f in current.model_fields.values() if f.alias == part), None)
         if field is None:
             return None
         current = _unwrap(field.annotation)
@@ -204,6 +208,13 @@ def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
             ("mode",),
             "got Direct with 1 container; Direct needs 2 to 15 containers "
             "(a single container is invoked without a hostname)",
+        )
+    if pipeline.async_inference is not None and pipeline.is_multi_container:
+        yield (
+            ("async",),
+            f"got async with {len(pipeline.containers)} containers ({pipeline.mode}); "
+            "asynchronous inference needs a single-container pipeline (SageMaker supports "
+            "neither Direct nor Serial multi-container endpoints for async)",
         )
     multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
     if len(multi) > 1:

@@ -293,6 +293,31 @@ class Aws(_Spec):
         return value
 
 
+class AsyncInference(_Spec):
+    """AsyncInferenceConfig of the endpoint config (single-container pipelines only)."""
+
+    output_path: str = Field(description="S3OutputPath: s3:// prefix for <InferenceId>.out files.")
+    failure_path: str | None = Field(
+        default=None, description="S3FailurePath: s3:// prefix for <InferenceId>-error.out files."
+    )
+    success_topic: str | None = Field(default=None, description="SNS topic ARN told of success.")
+    error_topic: str | None = Field(default=None, description="SNS topic ARN told of failure.")
+    kms_key_id: str | None = Field(default=None, description="KMS key for the output objects.")
+    max_concurrent_invocations_per_instance: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="ClientConfig.MaxConcurrentInvocationsPerInstance: requests in flight at once.",
+    )
+
+    @field_validator("output_path", "failure_path")
+    @classmethod
+    def _s3(cls, value: str | None) -> str | None:
+        if value is not None and not S3_URI_RULE.fullmatch(value):
+            raise SpecValueError(f"got {value!r}; give an s3://BUCKET/PREFIX URI")
+        return value
+
+
 class Pipeline(_Spec):
     """A SageMaker model of 1 to 15 containers and the endpoint that serves it."""
 
@@ -319,6 +344,13 @@ class Pipeline(_Spec):
     base_image: str = Field(
         default="python:3.11-slim",
         description="Base image of every built container (FROM).",
+    )
+    async_inference: AsyncInference | None = Field(
+        default=None,
+        alias="async",
+        description=(
+            "Serve asynchronous invocations (AsyncInferenceConfig); single-container pipelines only."
+        ),
     )
 
     _source: Path | None = PrivateAttr(default=None)

@@ -150,3 +150,30 @@ def test_endpoint_config_options(tmp_path: Path) -> None:
 def test_dumps_is_stable() -> None:
     doc = {"b": 1, "a": {"z": [1, 2], "y": "é"}}
     assert dumps(doc) == dumps(json.loads(dumps(doc)))
+
+
+def test_async_inference_config(tmp_path: Path) -> None:
+    extra = """
+async:
+  output_path: s3://my-bucket/async/out
+  failure_path: s3://my-bucket/async/failed
+  success_topic: arn:aws:sns:eu-west-1:123456789012:ok
+  error_topic: arn:aws:sns:eu-west-1:123456789012:ko
+  kms_key_id: alias/k
+  max_concurrent_invocations_per_instance: 4
+"""
+    pipeline = parse_pipeline(_single(tmp_path, extra), "x")
+    config = render_requests(pipeline, placeholder_artifacts(pipeline)).endpoint_config
+    assert config["AsyncInferenceConfig"] == {
+        "OutputConfig": {
+            "S3OutputPath": "s3://my-bucket/async/out",
+            "S3FailurePath": "s3://my-bucket/async/failed",
+            "NotificationConfig": {
+                "SuccessTopic": "arn:aws:sns:eu-west-1:123456789012:ok",
+                "ErrorTopic": "arn:aws:sns:eu-west-1:123456789012:ko",
+            },
+            "KmsKeyId": "alias/k",
+        },
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4},
+    }
+    _check_against_botocore("CreateEndpointConfig", config)

@@ -241,6 +241,35 @@ CATALOGUE: list[tuple[str, str, list[tuple[int, str, str]]]] = [
             (8, "endpoint.autoscaling", "below min_instances"),
         ],
     ),
+    (
+        "async needs a single container",
+        """
+        name: x
+        containers:
+          - hostname: a
+            build: containers/a
+          - hostname: b
+            build: containers/b
+        async:
+          output_path: s3://bucket/out
+          colour: red
+        """,
+        [(9, "async.colour", "got unknown key 'colour'; allowed keys here: output_path")],
+    ),
+    (
+        "async with two containers",
+        """
+        name: x
+        containers:
+          - hostname: a
+            build: containers/a
+          - hostname: b
+            build: containers/b
+        async:
+          output_path: s3://bucket/out
+        """,
+        [(7, "async", "asynchronous inference needs a single-container pipeline")],
+    ),
     ("yaml syntax error", "name: x\ncontainers: [\n  - a: 1\n", [(3, "", "YAML syntax error")]),
     ("not a mapping", "- 1\n- 2\n", [(1, "", "a pipeline file is a mapping")]),
 ]
