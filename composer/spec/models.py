@@ -349,7 +349,7 @@ class Pipeline(_Spec):
         default=None,
         alias="async",
         description=(
-            "Serve asynchronous invocations (AsyncInferenceConfig); single-container pipelines only."
+            "Asynchronous invocations (AsyncInferenceConfig); single-container pipelines only."
         ),
     )
 
