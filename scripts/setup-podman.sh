@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Make Podman work on this project's machines (Debian bookworm, root, no Docker engine, no Docker
+# Hub) and make the base image builds use there. Idempotent: a second run changes nothing and
+# takes a second or two. CI runs it; the engine tests run it through a session fixture.
+#
+# What it does, each step only when needed:
+#   1. apt-get install podman buildah runc debootstrap docker-registry (one apt-get update).
+#   2. Engine configuration for this machine (never for the product: generated Dockerfiles stay
+#      engine-neutral), in /etc/containers/containers.conf.d/50-sagemaker-composer.conf:
+#        runtime runc (crun fails on this kernel's hybrid cgroups), cgroup_manager cgroupfs
+#        (no systemd), default_ulimits nofile/nproc 4096 (raising rlimits is not permitted),
+#        netns host (no bridge networking here), and a read-only mount of the host's CA bundle
+#        (HTTPS goes through a TLS-inspecting proxy, so pip inside a build must trust its CA).
+#      Podman 4.3 applies all of these to `podman build` RUN steps as well as to `podman run`,
+#      so builds need no extra flags. Storage: /etc/containers/storage.conf, driver vfs.
+#   3. The base image localhost/composer-base:bookworm (override with COMPOSER_BASE_IMAGE):
+#      debootstrap --variant=minbase with python3, python3-venv and ca-certificates, imported with
+#      `podman import`. Build with it: `sm-compose build --base-image localhost/composer-base:bookworm`.
+#
+# Machines whose engine cannot take these settings from configuration (Docker has no build-time
+# mounts) pass extra build flags through COMPOSER_ENGINE_BUILD_ARGS, read by
+# composer/runners/engine.py; see docs/images.md.
+set -euo pipefail
+
+BASE_IMAGE="${COMPOSER_BASE_IMAGE:-localhost/composer-base:bookworm}"
+SUITE="${COMPOSER_BASE_SUITE:-bookworm}"
+MIRROR="${COMPOSER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+PACKAGES=(podman buildah runc debootstrap docker-registry)
+CONF_DIR=/etc/containers
+ENGINE_CONF="$CONF_DIR/containers.conf.d/50-sagemaker-composer.conf"
+STORAGE_CONF="$CONF_DIR/storage.conf"
+MARK="# Written by sagemaker-composer scripts/setup-podman.sh; rerunning the script rewrites it."
+
+if [ $# -gt 0 ]; then
+  echo "setup-podman: got arguments '$*'; allowed: none" >&2
+  exit 2
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-podman: got uid $(id -u); run it as root (it installs packages and writes /etc)" >&2
+  exit 2
+fi
+
+say() { echo "setup-podman: $*" >&2; }
+changed=0
+started=$(date +%s)
+
+# 1. Packages -----------------------------------------------------------------------------------
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The registry package starts a system service on port 5000; tests start their own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+  changed=1
+fi
+
+# 2. Engine configuration ----------------------------------------------------------------------
+write_if_changed() { # path content
+  local path=$1 content=$2
+  if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ]; then
+    return 1
+  fi
+  mkdir -p "$(dirname "$path")"
+  if [ -f "$path" ] && ! grep -qF "$MARK" "$path"; then
+    cp -p "$path" "$path.before-composer"
+    say "kept the previous $path as $path.before-composer"
+  fi
+  printf '%s\n' "$content" >"$path"
+  say "wrote $path"
+  return 0
+}
+
+volumes=""
+if [ -f "$CA_BUNDLE" ]; then
+  volumes="volumes = [\"$CA_BUNDLE:$CA_BUNDLE:ro\"]"
+fi
+engine_conf="$MARK
+[containers]
+default_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]
+netns = \"host\"
+$volumes
+
+[engine]
+runtime = \"runc\"
+cgroup_manager = \"cgroupfs\"
+events_logger = \"file\""
+
+storage_conf="$MARK
+[storage]
+driver = \"vfs\"
+runroot = \"/run/containers/storage\"
+graphroot = \"/var/lib/containers/storage\""
+
+current_driver() {
+  podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null || true
+}
+
+if ! [ -f "$STORAGE_CONF" ] || [ "$(cat "$STORAGE_CONF")" != "$storage_conf" ]; then
+  # Podman refuses to open a store made by another driver. An empty store is reset; a store that
+  # holds images or containers is left alone and reported.
+  driver=$(current_driver)
+  if [ -n "$driver" ] && [ "$driver" != "vfs" ]; then
+    if [ -n "$(podman ps -aq 2>/dev/null)$(podman images -q 2>/dev/null)" ]; then
+      say "the store in /var/lib/containers/storage uses driver '$driver' and holds images or" \
+        "containers; allowed is driver 'vfs' here. Remove them (podman system reset) and rerun."
+      exit 1
+    fi
+    podman system reset --force >/dev/null 2>&1 || true
+    say "reset the empty '$driver' store"
+  fi
+fi
+write_if_changed "$ENGINE_CONF" "$engine_conf" && changed=1
+write_if_changed "$STORAGE_CONF" "$storage_conf" && changed=1
+
+if ! info_err=$(podman info 2>&1 >/dev/null); then
+  say "podman does not start with this configuration: $info_err"
+  exit 1
+fi
+
+# 3. Base image ---------------------------------------------------------------------------------
+if ! podman image exists "$BASE_IMAGE"; then
+  rootfs=$(mktemp -d /var/tmp/composer-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' EXIT
+  say "making $BASE_IMAGE with debootstrap ($SUITE, about a minute)"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    "$SUITE" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 || {
+    say "debootstrap failed; its log:"
+    tail -n 30 "$rootfs.log" >&2
+    exit 1
+  }
+  rm -f "$rootfs.log"
+  # Leave no apt lists or caches in the image; builds run apt-get update themselves.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+  tar --numeric-owner -C "$rootfs" -c . |
+    podman import --quiet --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+  trap - EXIT
+  say "imported $BASE_IMAGE"
+  changed=1
+fi
+
+elapsed=$(($(date +%s) - started))
+if [ "$changed" -eq 0 ]; then
+  say "nothing to do: podman $(podman version --format '{{.Client.Version}}'), base image" \
+    "$BASE_IMAGE present (${elapsed}s)"
+else
+  say "done in ${elapsed}s"
+fi
