@@ -12,7 +12,12 @@
 #        netns host (no bridge networking here), and a read-only mount of the host's CA bundle
 #        (HTTPS goes through a TLS-inspecting proxy, so pip inside a build must trust its CA).
 #      Podman 4.3 applies all of these to `podman build` RUN steps as well as to `podman run`,
-#      so builds need no extra flags. Storage: /etc/containers/storage.conf, driver vfs.
+#      so builds need no extra flags.
+#      Storage, /etc/containers/storage.conf: driver overlay when a probe (a real container run on
+#      a throw-away overlay store) passes, else vfs; COMPOSER_STORAGE_DRIVER=overlay|vfs forces
+#      one. overlay builds about 4x faster and rebuilds after a code change in a second instead
+#      of most of a minute, because vfs copies the whole file system at every step. The choice
+#      is kept on later runs; switching drivers needs an empty store (podman system reset).
 #   3. The base image localhost/composer-base:bookworm (override with COMPOSER_BASE_IMAGE):
 #      debootstrap --variant=minbase with python3, python3-venv and ca-certificates, imported with
 #      `podman import`. Build with it: `sm-compose build --base-image localhost/composer-base:bookworm`.
@@ -30,6 +35,7 @@ PACKAGES=(podman buildah runc debootstrap docker-registry)
 CONF_DIR=/etc/containers
 ENGINE_CONF="$CONF_DIR/containers.conf.d/50-sagemaker-composer.conf"
 STORAGE_CONF="$CONF_DIR/storage.conf"
+STORE=/var/lib/containers/storage
 MARK="# Written by sagemaker-composer scripts/setup-podman.sh; rerunning the script rewrites it."
 
 if [ $# -gt 0 ]; then
@@ -95,31 +101,62 @@ runtime = \"runc\"
 cgroup_manager = \"cgroupfs\"
 events_logger = \"file\""
 
+# Overlay works where the kernel allows overlay mounts and the store is not itself on overlayfs.
+# Rather than guess, run a container from a one-file image on a temporary overlay store.
+probe_overlay() {
+  local dir ok=1
+  dir=$(mktemp -d /var/tmp/composer-overlay-probe.XXXXXX)
+  local p=(podman --root "$dir/root" --runroot "$dir/run" --storage-driver overlay)
+  mkdir -p "$dir/rootfs/sbin"
+  cp /sbin/ldconfig "$dir/rootfs/sbin/ldconfig" # statically linked on Debian
+  if tar -C "$dir/rootfs" -c . | "${p[@]}" import --quiet - localhost/composer-probe:1 >/dev/null 2>&1 &&
+    "${p[@]}" run --rm localhost/composer-probe:1 /sbin/ldconfig --version >/dev/null 2>&1; then
+    ok=0
+  fi
+  "${p[@]}" rmi --all --force >/dev/null 2>&1 || true
+  rm -rf "$dir" 2>/dev/null || true
+  return $ok
+}
+
+wanted="${COMPOSER_STORAGE_DRIVER:-}"
+case "$wanted" in
+  "" | overlay | vfs) ;;
+  *)
+    say "COMPOSER_STORAGE_DRIVER: got '$wanted'; allowed: overlay, vfs (or unset to probe)"
+    exit 2
+    ;;
+esac
+if [ -z "$wanted" ] && [ -f "$STORAGE_CONF" ] && grep -qF "$MARK" "$STORAGE_CONF"; then
+  wanted=$(sed -n 's/^driver = "\(.*\)"$/\1/p' "$STORAGE_CONF")
+fi
+# The engine configuration goes first: the probe runs a container with it.
+write_if_changed "$ENGINE_CONF" "$engine_conf" && changed=1
+if [ -z "$wanted" ]; then
+  if probe_overlay; then wanted=overlay; else wanted=vfs; fi
+  say "storage driver: $wanted (overlay probe $([ "$wanted" = overlay ] && echo passed || echo failed))"
+fi
+
 storage_conf="$MARK
 [storage]
-driver = \"vfs\"
+driver = \"$wanted\"
 runroot = \"/run/containers/storage\"
-graphroot = \"/var/lib/containers/storage\""
-
-current_driver() {
-  podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null || true
-}
+graphroot = \"$STORE\""
 
 if ! [ -f "$STORAGE_CONF" ] || [ "$(cat "$STORAGE_CONF")" != "$storage_conf" ]; then
   # Podman refuses to open a store made by another driver. An empty store is reset; a store that
   # holds images or containers is left alone and reported.
-  driver=$(current_driver)
-  if [ -n "$driver" ] && [ "$driver" != "vfs" ]; then
+  driver=$(podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null || true)
+  if [ -n "$driver" ] && [ "$driver" != "$wanted" ]; then
     if [ -n "$(podman ps -aq 2>/dev/null)$(podman images -q 2>/dev/null)" ]; then
-      say "the store in /var/lib/containers/storage uses driver '$driver' and holds images or" \
-        "containers; allowed is driver 'vfs' here. Remove them (podman system reset) and rerun."
+      say "the store in $STORE uses driver '$driver' and holds images or containers;" \
+        "wanted is '$wanted'. Empty it (podman system reset) or set" \
+        "COMPOSER_STORAGE_DRIVER=$driver, and rerun."
       exit 1
     fi
     podman system reset --force >/dev/null 2>&1 || true
     say "reset the empty '$driver' store"
   fi
 fi
-write_if_changed "$ENGINE_CONF" "$engine_conf" && changed=1
 write_if_changed "$STORAGE_CONF" "$storage_conf" && changed=1
 
 if ! info_err=$(podman info 2>&1 >/dev/null); then

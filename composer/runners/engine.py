@@ -263,6 +263,7 @@ class Engine:
         image: str,
         *,
         args: Sequence[str] = ("serve",),
+        entrypoint: str | None = None,
         env: Mapping[str, str] | None = None,
         model_dir: Path | None = None,
         host_network: bool = True,
@@ -272,9 +273,12 @@ class Engine:
 
         Environment values travel in the engine's own environment (`--env NAME`), never on its
         command line. `model_dir` is mounted read-only at /opt/ml/model. Ulimits and the like
-        come from the engine's configuration.
+        come from the engine's configuration. `entrypoint` replaces the image's executable
+        (diagnostics only; SageMaker never does).
         """
         cmd = ["run", "--detach", "--name", name]
+        if entrypoint is not None:
+            cmd += ["--entrypoint", entrypoint]
         if host_network:
             cmd += ["--network", "host"]
         for key in sorted(env or {}):
