@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Make Podman work on this project's machines (Debian bookworm, root, no Docker engine, no Docker
-# Hub) and make the base image builds use there. Idempotent: a second run changes nothing and
+# Hub) and make the base image that builds use there. Idempotent: a second run changes nothing and
 # takes a second or two. CI runs it; the engine tests run it through a session fixture.
 #
 # What it does, each step only when needed:
-#   1. apt-get install podman buildah runc debootstrap docker-registry (one apt-get update).
+#   1. apt-get install podman buildah runc debootstrap, and docker-registry and apache2-utils
+#      (htpasswd) for the registry tests, with one apt-get update.
 #   2. Engine configuration for this machine (never for the product: generated Dockerfiles stay
 #      engine-neutral), in /etc/containers/containers.conf.d/50-sagemaker-composer.conf:
 #        runtime runc (crun fails on this kernel's hybrid cgroups), cgroup_manager cgroupfs
@@ -31,7 +32,7 @@ BASE_IMAGE="${COMPOSER_BASE_IMAGE:-localhost/composer-base:bookworm}"
 SUITE="${COMPOSER_BASE_SUITE:-bookworm}"
 MIRROR="${COMPOSER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-PACKAGES=(podman buildah runc debootstrap docker-registry)
+PACKAGES=(podman buildah runc debootstrap docker-registry apache2-utils)
 CONF_DIR=/etc/containers
 ENGINE_CONF="$CONF_DIR/containers.conf.d/50-sagemaker-composer.conf"
 STORAGE_CONF="$CONF_DIR/storage.conf"

@@ -6,6 +6,7 @@ Podman cannot be installed. Durations are printed (run with -s to see them); non
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -275,13 +276,16 @@ def test_stop_kills_a_container_that_ignores_sigterm(engine: Engine, stub_image:
     assert not engine.container_exists(name)
 
 
-@pytest.fixture
-def registry(tmp_path: Path, engine: Engine) -> Iterator[str]:
+@contextlib.contextmanager
+def _registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[str]:
     """Debian's docker-registry (distribution) on a free loopback port, storage in tmp_path."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry is not installed (scripts/setup-podman.sh installs it)")
     port = _free_port()
+    auth = ""
+    if htpasswd is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: composer-test\n    path: {htpasswd}\n"
     config = tmp_path / "registry.yml"
     config.write_text(
         textwrap.dedent(
@@ -292,32 +296,44 @@ def registry(tmp_path: Path, engine: Engine) -> Iterator[str]:
             storage:
               filesystem:
                 rootdirectory: {tmp_path / "storage"}
-              delete:
-                enabled: true
             http:
               addr: 127.0.0.1:{port}
             """
-        ),
+        )
+        + auth,
         encoding="utf-8",
     )
-    log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _get(f"http://127.0.0.1:{port}/v2/")[0] == 200:
+    log_path = tmp_path / "registry.log"
+    with log_path.open("wb") as log:
+        # The registry reads REGISTRY_* variables as configuration, and podman's
+        # REGISTRY_AUTH_FILE would be taken for `auth.file`: give it none of them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        proc = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _get(f"http://127.0.0.1:{port}/v2/")
                     break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"registry did not start: {(tmp_path / 'registry.log').read_text()}")
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+                except urllib.error.HTTPError:
+                    break  # 401 when auth is on: it answers
+                except (urllib.error.URLError, ConnectionError):
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"registry did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def registry(tmp_path: Path, engine: Engine) -> Iterator[str]:
+    with _registry(tmp_path) as address:
+        yield address
 
 
 def test_push_and_pull_back_by_digest(engine: Engine, stub_image: Built, registry: str) -> None:
@@ -355,3 +371,35 @@ def test_tag_and_remove_image(engine: Engine, stub_image: Built) -> None:
     engine.remove_image(alias)
     assert not engine.image_exists(alias)
     assert engine.image_exists(stub_image.tag)
+
+
+def test_login_with_the_password_on_stdin(
+    engine: Engine, stub_image: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    htpasswd_tool = shutil.which("htpasswd")
+    if htpasswd_tool is None:
+        pytest.skip("htpasswd is not installed (scripts/setup-podman.sh installs apache2-utils)")
+    password = f"pw-{uuid.uuid4().hex}"
+    htpasswd = tmp_path / "htpasswd"
+    # -i reads the password from stdin, keeping it off this command line too.
+    subprocess.run(
+        [htpasswd_tool, "-Bic", str(htpasswd), "tester"], input=password, text=True, check=True
+    )
+    # Credentials go to a throw-away file, not the machine's own auth file.
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    with _registry(tmp_path, htpasswd) as address:
+        destination = f"{address}/composer/private:test"
+        with pytest.raises(EngineError) as refused:
+            engine.push(stub_image.tag, destination, tls_verify=False)
+        assert "push" in str(refused.value)
+
+        wrong = f"wrong-{uuid.uuid4().hex}"
+        with pytest.raises(EngineError) as failure:
+            engine.login(address, "tester", wrong, tls_verify=False)
+        assert wrong not in str(failure.value)
+        assert "login" in str(failure.value)
+
+        engine.login(address, "tester", password, tls_verify=False)
+        digest = engine.push(stub_image.tag, destination, tls_verify=False)
+        assert digest.startswith("sha256:")
+    assert password not in (tmp_path / "registry.log").read_text()
