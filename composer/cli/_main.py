@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -34,24 +33,3 @@ def schema() -> None:
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "sagemaker-composer pipeline"
     click.echo(json.dumps(document, indent=2))
-
-
-@cli.command()
-@pipeline_arg
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Write build contexts and SageMaker request documents here (files only).",
-)
-@friendly
-def build(pipeline: str, out: str | None) -> None:
-    """Write every build context and the SageMaker requests of PIPELINE."""
-    from ..render.context import write_build
-
-    spec = load(pipeline)
-    target = Path(out) if out else spec.base_dir / ".composer" / spec.name / "build"
-    contexts, requests = write_build(spec, target)
-    for ctx in contexts:
-        click.echo(f"{ctx.hostname}: {ctx.path} (tag {ctx.tag})")
-    click.echo(f"requests: {target / 'sagemaker'} (model {requests.model_name})")
