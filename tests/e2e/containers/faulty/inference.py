@@ -1,0 +1,35 @@
+"""A container that misbehaves on request, to test how failures reach the caller.
+
+The body is JSON: {"status": N} answers with that HTTP status (via an exception),
+{"sleep": S} sleeps S seconds first, {"grow": N} answers N bytes; anything else is echoed.
+FAULTY_FAIL_ON_LOAD=reason makes the model fail to load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+
+def model_fn(model_dir: str) -> dict[str, str]:
+    reason = os.environ.get("FAULTY_FAIL_ON_LOAD")
+    if reason:
+        raise RuntimeError(reason)
+    return {"model_dir": model_dir}
+
+
+def input_fn(body: bytes, content_type: str) -> Any:
+    return json.loads(body) if body else {}
+
+
+def predict_fn(data: Any, model: dict[str, str]) -> Any:
+    if isinstance(data, dict):
+        if "sleep" in data:
+            time.sleep(float(data["sleep"]))
+        if data.get("status") == 500:
+            raise RuntimeError("the faulty container failed on purpose")
+        if "grow" in data:
+            return {"blob": "x" * int(data["grow"])}
+    return data

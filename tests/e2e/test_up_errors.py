@@ -1,0 +1,231 @@
+"""Every failure an `up` endpoint can give, as the botocore exception SageMaker would raise."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import READY_TIMEOUT, Up, processes_under, start_up, write_pipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FAULTY = Path(__file__).parent / "containers" / "faulty"
+LIMIT = 6291456
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    folder = tmp_path_factory.mktemp("faulty")
+    text = f"""
+name: faulty
+mode: Direct
+containers:
+  - hostname: faulty
+    build: {FAULTY}
+    invocation_timeout: 2
+  - hostname: echo
+    build: {FAULTY}
+"""
+    up = start_up(write_pipeline(folder, text))
+    try:
+        up.wait_for("ready at", READY_TIMEOUT)
+        yield up
+    finally:
+        up.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    folder = tmp_path_factory.mktemp("faulty-chain")
+    text = f"""
+name: faulty-chain
+mode: Serial
+containers:
+  - hostname: first
+    build: {FAULTY}
+  - hostname: second
+    build: {FAULTY}
+"""
+    up = start_up(write_pipeline(folder, text))
+    try:
+        up.wait_for("ready at", READY_TIMEOUT)
+        yield up
+    finally:
+        up.stop()
+
+
+def call(up: Up, body: Any, **kwargs: Any) -> dict[str, Any]:
+    client: Any = up.client()
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    kwargs.setdefault("ContentType", "application/json")
+    kwargs.setdefault("EndpointName", up.name)
+    return dict(client.invoke_endpoint(Body=data, **kwargs))
+
+
+def error_of(up: Up, body: Any, **kwargs: Any) -> dict[str, Any]:
+    client: Any = up.client()
+    with pytest.raises(ClientError) as caught:
+        call(up, body, **kwargs)
+    err = caught.value.response
+    err["__class__"] = type(caught.value).__name__
+    assert isinstance(caught.value, client.exceptions.ClientError)
+    return dict(err)
+
+
+def test_unknown_hostname_is_a_validation_error(faulty: Up) -> None:
+    err = error_of(faulty, {}, TargetContainerHostname="nope")
+    assert err["__class__"] == "ValidationError"
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "nope" in err["Error"]["Message"]
+
+
+def test_no_hostname_on_direct_is_a_validation_error(faulty: Up) -> None:
+    err = error_of(faulty, {})
+    assert err["__class__"] == "ValidationError"
+    assert "TargetContainerHostname" in err["Error"]["Message"]
+
+
+def test_hostname_on_serial_is_a_validation_error(faulty_chain: Up) -> None:
+    err = error_of(faulty_chain, {}, TargetContainerHostname="first")
+    assert err["__class__"] == "ValidationError"
+
+
+def test_unknown_endpoint(faulty: Up) -> None:
+    err = error_of(faulty, {}, EndpointName="nope", TargetContainerHostname="echo")
+    assert err["__class__"] == "ValidationError"
+    assert err["Error"]["Message"] == "Endpoint nope of account 000000000000 not found."
+
+
+def test_container_4xx_is_a_model_error(nlp_direct: Up) -> None:
+    err = error_of(nlp_direct, b"a,b\n", ContentType="text/csv", TargetContainerHostname="spacy")
+    assert err["__class__"] == "ModelError"
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert err["OriginalStatusCode"] == 415
+    assert err["Error"]["Message"].startswith("Received client error (415) from spacy with message")
+    assert "text/csv" in err["OriginalMessage"]
+    assert err["LogStreamArn"].endswith("/spacy")
+    assert "spacy.log" in err["Error"]["Message"]
+
+
+def test_container_5xx_is_a_model_error(faulty: Up) -> None:
+    err = error_of(faulty, {"status": 500}, TargetContainerHostname="faulty")
+    assert err["__class__"] == "ModelError"
+    assert err["OriginalStatusCode"] == 500
+    assert err["Error"]["Message"].startswith("Received server error (500) from faulty")
+    assert "failed on purpose" in err["OriginalMessage"]
+    # the worker keeps serving
+    ok = call(faulty, {"hello": 1}, TargetContainerHostname="faulty")
+    assert json.loads(ok["Body"].read()) == {"hello": 1}
+
+
+def test_timeout_is_a_model_error_with_status_0(faulty: Up) -> None:
+    started = time.monotonic()
+    err = error_of(faulty, {"sleep": 6}, TargetContainerHostname="faulty")
+    assert time.monotonic() - started < 5
+    assert err["__class__"] == "ModelError"
+    assert err["OriginalStatusCode"] == 0
+    assert (
+        "Your invocation timed out while waiting for a response from container faulty"
+        in (err["Error"]["Message"])
+    )
+
+
+def test_oversize_body_is_refused(faulty: Up) -> None:
+    err = error_of(faulty, b"x" * (LIMIT + 1), TargetContainerHostname="echo")
+    assert err["__class__"] == "ValidationError"
+    assert str(LIMIT + 1) in err["Error"]["Message"]
+    ok = call(faulty, b"[" + b"1," * ((LIMIT - 8) // 2) + b"1]", TargetContainerHostname="echo")
+    assert ok["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_oversize_intermediate_payload_names_both_containers(faulty_chain: Up) -> None:
+    err = error_of(faulty_chain, {"grow": LIMIT + 10})
+    assert err["__class__"] == "ModelError"
+    message = err["Error"]["Message"]
+    assert "first" in message and "second" in message
+
+
+def test_serial_chain_passes_answers_on(faulty_chain: Up) -> None:
+    r = call(faulty_chain, {"a": [1, 2]})
+    assert json.loads(r["Body"].read()) == {"a": [1, 2]}
+
+
+def _serve_pids(up: Up, hostname: str) -> list[int]:
+    serve = up.state / up.name / "build" / hostname / "serve"
+    return [pid for pid, cmd in processes_under(serve) if cmd.split()[1:2] == [str(serve)]]
+
+
+def test_killed_container_is_answered_for_then_recovers(faulty: Up) -> None:
+    (pid,) = _serve_pids(faulty, "echo")
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    err = error_of(faulty, {"x": 1}, TargetContainerHostname="echo")
+    assert time.monotonic() - started < 2, "the gateway does not wait for a dead container"
+    assert err["__class__"] == "ModelError"
+    assert err["OriginalStatusCode"] == 0
+    # the other container is unaffected
+    assert call(faulty, {"y": 2}, TargetContainerHostname="faulty")["Body"].read() == b'{"y": 2}'
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            r = call(faulty, {"x": 1}, TargetContainerHostname="echo")
+            break
+        except ClientError:
+            assert time.monotonic() < deadline, "echo did not come back"
+            time.sleep(0.5)
+    assert json.loads(r["Body"].read()) == {"x": 1}
+    faulty.wait_for("echo is up again", 10)
+    (new_pid,) = _serve_pids(faulty, "echo")
+    assert new_pid != pid
+
+
+def test_metrics_count_invocations_per_container(faulty: Up) -> None:
+    import urllib.request
+
+    call(faulty, {"m": 1}, TargetContainerHostname="echo")
+    text = urllib.request.urlopen(f"{faulty.url}/metrics", timeout=5).read().decode()
+    wanted = 'Invocations_total{container="echo",endpoint="faulty",variant="AllTraffic"}'
+    assert any(line.startswith(wanted) for line in text.splitlines()), text[:2000]
+    assert "ContainerLatency" in text and "OverheadLatency" in text
+
+
+def test_startup_failure_names_the_container_and_shows_its_log(tmp_path: Path) -> None:
+    text = f"""
+name: broken
+containers:
+  - hostname: broken
+    build: {FAULTY}
+    environment:
+      FAULTY_FAIL_ON_LOAD: "the model is missing its weights"
+"""
+    up = start_up(write_pipeline(tmp_path, text))
+    code = up.proc.wait(timeout=READY_TIMEOUT)
+    output = "\n".join(up.lines)
+    assert code != 0
+    assert "container broken exited" in output
+    assert "the model is missing its weights" in output
+    assert "internal error" not in output
+    assert not processes_under(tmp_path / ".composer")
+
+
+def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
+    text = f"""
+name: quick
+containers:
+  - hostname: quick
+    build: {FAULTY}
+"""
+    up = start_up(write_pipeline(tmp_path, text))
+    up.wait_for("ready at", READY_TIMEOUT)
+    assert processes_under(tmp_path / ".composer"), "serve, nginx and gunicorn are running"
+    assert up.stop(signal.SIGTERM) == 0
+    time.sleep(0.5)
+    assert not processes_under(tmp_path / ".composer")
