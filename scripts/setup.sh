@@ -22,4 +22,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-scripts/make-spacy-model.sh artifacts/spacy-model.tar.gz
+.venv/bin/python scripts/make-spacy-model.py artifacts/spacy-model.tar.gz

@@ -1,0 +1,20 @@
+"""The serving runtime inside every image: nginx in front of gunicorn running a falcon app.
+
+It imports nothing from the rest of sagemaker-composer (falcon, gunicorn and the standard
+library only), because it is copied into each build context as the package `composer_serving`.
+Handlers import their exceptions from here: `from composer_serving import BadRequest`.
+"""
+
+from .errors import BadRequest, ModelNotReady, NotAcceptable, ServingError, UnsupportedContentType
+
+#: What every image installs before the container's own requirements.
+RUNTIME_REQUIREMENTS: tuple[str, ...] = ("falcon==4.4.0", "gunicorn==27.0.1")
+
+__all__ = [
+    "RUNTIME_REQUIREMENTS",
+    "BadRequest",
+    "ModelNotReady",
+    "NotAcceptable",
+    "ServingError",
+    "UnsupportedContentType",
+]

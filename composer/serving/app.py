@@ -1,0 +1,107 @@
+"""The falcon app every container serves: /ping, /invocations, /execution-parameters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+import falcon
+
+from . import errors
+from .handler import JSON, Handler, media_type
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+log = logging.getLogger("composer_serving")
+
+
+class ModelState:
+    """The loaded model, or why there is none yet."""
+
+    def __init__(self, handler: Handler, model_dir: str) -> None:
+        self.handler = handler
+        self.model_dir = model_dir
+        self.model: Any = None
+        self.ready = threading.Event()
+
+    def load(self) -> None:
+        self.model = self.handler.model_fn(self.model_dir)
+        self.ready.set()
+        log.info("model loaded from %s", self.model_dir)
+
+    def load_in_background(self) -> None:
+        def run() -> None:
+            try:
+                self.load()
+            except Exception:
+                log.exception("model_fn failed; this worker exits")
+                os._exit(3)  # gunicorn then sees a dead worker; never serve without a model
+
+        threading.Thread(target=run, name="model-loader", daemon=True).start()
+
+
+class Ping:
+    def __init__(self, state: ModelState) -> None:
+        self.state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.state.ready.is_set():
+            raise errors.ModelNotReady("the model is loading")
+        resp.status = 200
+        resp.data = b""
+
+
+class Invocations:
+    def __init__(self, state: ModelState, default_accept: str) -> None:
+        self.state = state
+        self.default_accept = default_accept
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.state.ready.is_set():
+            raise errors.ModelNotReady("the model is loading")
+        body = req.bounded_stream.read()
+        content_type = req.content_type or JSON
+        accept = req.get_header("Accept") or ""
+        if media_type(accept) in ("", "*/*"):
+            accept = self.default_accept
+        payload, produced = self.state.handler.transform(
+            self.state.model, body, content_type, accept
+        )
+        resp.data = payload
+        resp.content_type = produced
+        attributes = req.get_header(CUSTOM_ATTRIBUTES)
+        if attributes is not None:
+            resp.set_header(CUSTOM_ATTRIBUTES, attributes)
+
+
+class ExecutionParameters:
+    def __init__(self, state: ModelState) -> None:
+        self.state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.state.handler.execution_parameters()
+
+
+def create_app(*, preload: bool | None = None) -> falcon.App:
+    """Load the handler (and, when preloading, the model) and build the WSGI app."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    handler = Handler.from_environment()
+    state = ModelState(handler, os.environ.get("SM_MODEL_DIR") or "/opt/ml/model")
+    if preload is None:
+        preload = os.environ.get("COMPOSER_PRELOAD_MODEL", "true").lower() != "false"
+    if preload:
+        state.load()
+    else:
+        state.load_in_background()
+    app = falcon.App(media_type=JSON)
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
+    app.add_route("/ping", Ping(state))
+    app.add_route("/invocations", Invocations(state, default_accept))
+    app.add_route("/execution-parameters", ExecutionParameters(state))
+    return app

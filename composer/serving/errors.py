@@ -1,0 +1,98 @@
+"""The one place that turns failures into HTTP answers.
+
+Handlers raise these to choose a status; anything else they raise is a 500. Every answer is a
+JSON body naming the cause, and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import falcon
+
+log = logging.getLogger("composer_serving")
+
+
+class ServingError(Exception):
+    """A failure with a known HTTP status."""
+
+    status = 500
+    kind = "InternalError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServingError):
+    """The body cannot be read as the Content-Type says (malformed JSON, wrong shape, ...)."""
+
+    status = 400
+    kind = "BadRequest"
+
+
+class UnsupportedContentType(ServingError):
+    """The handler does not read this Content-Type."""
+
+    status = 415
+    kind = "UnsupportedMediaType"
+
+    def __init__(self, got: str | None, allowed: Iterable[str]) -> None:
+        super().__init__(f"got Content-Type {got!r}; this container reads {', '.join(allowed)}")
+
+
+class NotAcceptable(ServingError):
+    """The handler cannot answer in the Accept type asked for."""
+
+    status = 406
+    kind = "NotAcceptable"
+
+    def __init__(self, got: str | None, allowed: Iterable[str]) -> None:
+        super().__init__(f"got Accept {got!r}; this container answers {', '.join(allowed)}")
+
+
+class ModelNotReady(ServingError):
+    """The model is still loading; /ping says so too."""
+
+    status = 503
+    kind = "ModelNotReady"
+
+
+def error_body(message: str, kind: str) -> bytes:
+    return json.dumps({"error": message, "type": kind}).encode()
+
+
+def _answer(resp: falcon.Response, status: int, message: str, kind: str) -> None:
+    resp.status = status
+    resp.content_type = "application/json"
+    resp.data = error_body(message, kind)
+
+
+def handle_serving_error(req: falcon.Request, resp: falcon.Response, ex: Any, params: Any) -> None:
+    _answer(resp, ex.status, ex.message, ex.kind)
+
+
+def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: Any, params: Any) -> None:
+    """falcon's own errors (404, 405, ...) in the same JSON shape as ours."""
+    message = ex.description or ex.title or str(ex.status)
+    _answer(resp, falcon.http_status_to_code(ex.status), message, type(ex).__name__)
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Any, params: Any) -> None:
+    """A handler bug: log the traceback for the container log, answer 500 with the message."""
+    log.error("%s %s failed", req.method, req.path, exc_info=ex)
+    sys.stderr.flush()
+    _answer(resp, 500, f"{type(ex).__name__}: {ex}", "ModelError")
+
+
+def install(app: falcon.App) -> None:
+    # falcon picks the most specific handler for an exception's class.
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(ServingError, handle_serving_error)

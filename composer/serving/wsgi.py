@@ -1,0 +1,5 @@
+"""gunicorn's entry point: `composer_serving.wsgi:application`."""
+
+from .app import create_app
+
+application = create_app()
