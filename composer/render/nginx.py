@@ -8,7 +8,6 @@ socket) and __PROXY_TIMEOUT__ (a little over gunicorn's timeout).
 from __future__ import annotations
 
 from nginx.config.api import Config, Location, Section
-from nginx.config.api.options import KeyValueOption
 
 #: SageMaker's real-time payload limit is 6 MiB = 6291456 bytes; the classic 5m refuses some.
 MAX_BODY = "6m"
