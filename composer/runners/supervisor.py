@@ -23,7 +23,7 @@ import aiohttp
 from ..errors import ComposerError
 
 PING_TIMEOUT = 2.0
-PING_INTERVAL = 0.25
+PING_INTERVAL = 0.5
 STOP_TIMEOUT = 30.0
 MAX_BACKOFF = 30.0
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")

@@ -127,6 +127,7 @@ def main(argv: list[str]) -> int:
         str(base),
         "--error-logfile",
         "-",
+        "--no-control-socket",  # one per container would collide in ~/.gunicorn
         *(["--preload"] if conf["preload"] else []),
         "composer_serving.wsgi:application",
     ]
