@@ -1,0 +1,89 @@
+"""The image lock file: which pushed image each `build:` container runs.
+
+`sm-compose push PIPELINE` writes `<pipeline file stem>.lock.json` beside the pipeline file;
+`deploy` and `export` read it. Images are pinned by digest, so a redeploy runs exactly the bytes
+that were pushed, and a new push changes the model's content hash (hence a new model)::
+
+    {"images": {"<hostname>": "<registry>/<repository>@sha256:<64 hex digits>"}}
+
+Hostnames not in the pipeline are ignored; `image:` containers never need an entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import UsageError
+
+SUFFIX = ".lock.json"
+DIGEST_REFERENCE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
+
+
+def lock_path(pipeline_file: Path) -> Path:
+    """`pipelines/nlp.yaml` -> `pipelines/nlp.lock.json`."""
+    name = pipeline_file.name
+    for ext in (".yaml", ".yml"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    else:
+        name = pipeline_file.stem
+    return pipeline_file.with_name(name + SUFFIX)
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    """Hostname -> pinned image URI; empty when there is no lock file yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the lock file: {exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path}: not JSON ({exc.msg} at line {exc.lineno}); delete it and run "
+            "`sm-compose push` again"
+        ) from None
+    images = document.get("images") if isinstance(document, dict) else None
+    if not isinstance(images, dict):
+        raise UsageError(f'{path}: got no "images" mapping; expected {{"images": {{HOST: URI}}}}')
+    out: dict[str, str] = {}
+    for host, uri in images.items():
+        if not isinstance(uri, str) or not DIGEST_REFERENCE.fullmatch(uri):
+            raise UsageError(
+                f"{path}: images.{host}: got {uri!r}; expected REGISTRY/REPOSITORY@sha256:DIGEST"
+            )
+        out[str(host)] = uri
+    return out
+
+
+def write_lock(path: Path, images: Mapping[str, str]) -> None:
+    """Replace the lock file atomically (sorted, so diffs stay small)."""
+    for host, uri in images.items():
+        if not DIGEST_REFERENCE.fullmatch(uri):
+            raise UsageError(
+                f"lock file: images.{host}: got {uri!r}; expected REGISTRY/REPOSITORY@sha256:DIGEST"
+            )
+    text = json.dumps({"images": dict(sorted(images.items()))}, indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def update_lock(path: Path, images: Mapping[str, str]) -> dict[str, str]:
+    """Merge new entries into the lock file; returns the whole mapping written."""
+    merged = {**read_lock(path), **images}
+    write_lock(path, merged)
+    return merged
