@@ -1,0 +1,253 @@
+"""Shared pieces of the deploy tests: test pipelines, a call recorder, moto's server.
+
+moto 5.2 does not implement UpdateEndpoint, so `teach_moto_update_endpoint` adds it to the fake
+AWS (never to the code under test), behaving as SageMaker does once an update succeeds: the
+endpoint takes the new config and its variants. Run this module to start moto's server with
+it: `python -m tests.integration.aws_fixtures -p PORT -H 127.0.0.1`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from composer.aws.clients import Clients
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution"
+SPACY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/spacy:1"
+TEXTBLOB = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/textblob:1"
+SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTOSCALING", "STS")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def teach_moto_update_endpoint() -> None:
+    """Add UpdateEndpoint to moto's SageMaker (missing in moto 5.2)."""
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if hasattr(SageMakerModelBackend, "update_endpoint"):
+        return
+
+    def backend_update(self: Any, endpoint_name: str, endpoint_config_name: str) -> Any:
+        endpoint = self.endpoints.get(endpoint_name)
+        if endpoint is None:
+            self.describe_endpoint(endpoint_name)  # raises moto's "Could not find endpoint"
+        config = self.describe_endpoint_config(endpoint_config_name)
+        endpoint.endpoint_config_name = endpoint_config_name
+        endpoint.production_variants = endpoint._process_production_variants(
+            config["ProductionVariants"]
+        )
+        endpoint.endpoint_status = "InService"
+        endpoint.last_modified_time = utcnow()
+        return endpoint
+
+    def response_update(self: Any) -> Any:
+        endpoint = self.sagemaker_backend.update_endpoint(
+            self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+        )
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    SageMakerModelBackend.update_endpoint = backend_update
+    SageMakerResponse.update_endpoint = response_update
+
+
+# --- pipelines --------------------------------------------------------------------------------
+
+
+def tiny_model(path: Path, text: str = "weights v1") -> Path:
+    """A model .tar.gz with one file, as a container would find it in /opt/ml/model."""
+    data = text.encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("model.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_pipeline(
+    folder: Path,
+    *,
+    mode: str = "Direct",
+    name: str | None = None,
+    extra_env: str = "v1",
+    autoscaling: bool = False,
+    role: str | None = ROLE,
+    bucket: str | None = None,
+    model_data: str = "model.tar.gz",
+    textblob_build: bool = False,
+) -> Path:
+    """A two-container pipeline file using image: URIs (or a build: folder for textblob)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if model_data == "model.tar.gz" and not (folder / "model.tar.gz").exists():
+        tiny_model(folder / "model.tar.gz")
+    name = name or f"nlp-{mode.lower()}"
+    if textblob_build:
+        (folder / "textblob").mkdir(exist_ok=True)
+        (folder / "textblob" / "inference.py").write_text("def predict(x):\n    return x\n")
+        second = "    build: textblob\n"
+    else:
+        second = f"    image: {TEXTBLOB}\n"
+    lines = [
+        f"name: {name}",
+        f"mode: {mode}",
+        "containers:",
+        "  - hostname: spacy",
+        f"    image: {SPACY}",
+        f"    model_data: {model_data}",
+        "    environment:",
+        f"      STAGE: {extra_env}",
+        "  - hostname: textblob",
+        second.rstrip("\n"),
+        "endpoint:",
+        "  instance_type: ml.m5.large",
+        "  instance_count: 1",
+    ]
+    if autoscaling:
+        lines += [
+            "  autoscaling:",
+            "    min_instances: 1",
+            "    max_instances: 4",
+            "    target_invocations_per_instance: 100",
+        ]
+    lines += ["aws:", f"  region: {REGION}", "  tags:", "    project: composer-tests"]
+    if role is not None:
+        lines.append(f"  role_arn: {role}")
+    if bucket is not None:
+        lines.append(f"  s3_bucket: {bucket}")
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# --- recording what clients send --------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """Every request the clients put on the wire (JSON bodies decoded), via before-call hooks."""
+
+    calls: list[Call] = field(default_factory=list)
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-call", self._record)
+        return client
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        body = params.get("body")
+        decoded: dict[str, Any] = {}
+        if isinstance(body, bytes | str) and body and params.get("headers", {}).get(
+            "Content-Type", ""
+        ).startswith("application/x-amz-json"):
+            decoded = json.loads(body)
+        self.calls.append(Call(model.service_model.service_name, model.name, decoded))
+
+    def ops(self, service: str | None = None) -> list[str]:
+        return [c.operation for c in self.calls if service is None or c.service == service]
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        return [c.params for c in self.calls if c.operation == operation]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+def recorded_clients(recorder: Recorder) -> Clients:
+    """Unmodified boto3 clients from the standard chain, each with the recorder attached."""
+    session = boto3.Session(region_name=REGION)
+    clients = Clients.from_session(session)
+    for client in (clients.sagemaker, clients.s3, clients.autoscaling, clients.sts):
+        recorder.attach(client)
+    return clients
+
+
+# --- moto's standalone server -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class MotoServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def env(self) -> dict[str, str]:
+        """Variables that point unmodified boto3 clients at this server."""
+        env = {f"AWS_ENDPOINT_URL_{s}": self.url for s in SERVICES}
+        env |= {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "SM_COMPOSE_POLL_INTERVAL": "0.05",
+        }
+        return env
+
+
+def start_moto_server() -> Iterator[MotoServer]:
+    port = free_port()
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.aws_fixtures", "-p", str(port), "-H", "127.0.0.1"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start on {url}") from None
+                time.sleep(0.1)
+        yield MotoServer(url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    teach_moto_update_endpoint()
+    main(sys.argv[1:])
