@@ -1,7 +1,7 @@
 """`sm-compose deploy`, `delete`, `status` and `export`: the pipeline on Amazon SageMaker.
 
 Region and credentials come from the standard AWS chain; AWS_ENDPOINT_URL_SAGEMAKER, _S3,
-_APPLICATION_AUTOSCALING and _STS point the clients elsewhere (moto, in the tests).
+_APPLICATION_AUTO_SCALING and _STS point the clients elsewhere (moto, in the tests).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution"
 SPACY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/spacy:1"
 TEXTBLOB = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/textblob:1"
-SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTOSCALING", "STS")
+# botocore names them after service ids: "Application Auto Scaling" -> APPLICATION_AUTO_SCALING.
+SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTO_SCALING", "STS")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,8 +65,8 @@ def teach_moto_update_endpoint() -> None:
         )
         return ActionResult({"EndpointArn": endpoint.arn})
 
-    SageMakerModelBackend.update_endpoint = backend_update
-    SageMakerResponse.update_endpoint = response_update
+    setattr(SageMakerModelBackend, "update_endpoint", backend_update)  # noqa: B010
+    setattr(SageMakerResponse, "update_endpoint", response_update)  # noqa: B010
 
 
 # --- pipelines --------------------------------------------------------------------------------
@@ -159,9 +160,13 @@ class Recorder:
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         body = params.get("body")
         decoded: dict[str, Any] = {}
-        if isinstance(body, bytes | str) and body and params.get("headers", {}).get(
-            "Content-Type", ""
-        ).startswith("application/x-amz-json"):
+        if (
+            isinstance(body, bytes | str)
+            and body
+            and params.get("headers", {})
+            .get("Content-Type", "")
+            .startswith("application/x-amz-json")
+        ):
             decoded = json.loads(body)
         self.calls.append(Call(model.service_model.service_name, model.name, decoded))
 
@@ -219,7 +224,15 @@ def start_moto_server() -> Iterator[MotoServer]:
     port = free_port()
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.aws_fixtures", "-p", str(port), "-H", "127.0.0.1"],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.aws_fixtures",
+            "-p",
+            str(port),
+            "-H",
+            "127.0.0.1",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=log,

@@ -28,7 +28,7 @@ DEAD_AWS = {
     "AWS_ENDPOINT_URL_SAGEMAKER": "http://127.0.0.1:9",
     "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
     "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9",
-    "AWS_ENDPOINT_URL_APPLICATION_AUTOSCALING": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": "http://127.0.0.1:9",
     "AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP",
     "AWS_SECRET_ACCESS_KEY": "not-a-real-secret",
     "AWS_MAX_ATTEMPTS": "1",
@@ -237,7 +237,7 @@ def test_autoscaling_requests_match_the_spec(tmp_path: Path) -> None:
 
 
 def _lint(text: str) -> list[str]:
-    from cfnlint.api import lint
+    from cfnlint.api import lint  # type: ignore[import-untyped]
 
     return [str(m) for m in lint(text, regions=["us-east-1"])]
 
@@ -254,7 +254,11 @@ def test_exported_templates_pass_cfn_lint(tmp_path: Path, mode: str, scaled: boo
     assert model["InferenceExecutionConfig"] == {"Mode": mode}
     assert [c["ContainerHostname"] for c in model["Containers"]] == ["spacy", "textblob"]
     kinds = sorted(r["Type"] for r in resources.values())
-    expected = ["AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model"]
+    expected = [
+        "AWS::SageMaker::Endpoint",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Model",
+    ]
     if scaled:
         expected = [
             "AWS::ApplicationAutoScaling::ScalableTarget",

@@ -1,0 +1,279 @@
+"""Deploy, redeploy, update, delete and status against moto: in process, and its real server.
+
+Clients are unmodified boto3 clients; what they send is recorded with botocore's before-call
+hook, because moto drops InferenceExecutionConfig from DescribeModel.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from composer.aws.deploy import Reporter, delete, deploy, status
+from composer.aws.plan import preflight
+from composer.cli import cli
+from composer.spec import load_pipeline
+from tests.integration.aws_fixtures import (
+    ROOT,
+    SPACY,
+    TEXTBLOB,
+    MotoServer,
+    Recorder,
+    recorded_clients,
+    start_moto_server,
+    teach_moto_update_endpoint,
+    write_pipeline,
+)
+
+CREATES = {"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "PutObject"}
+
+
+def _quiet() -> Reporter:
+    return Reporter(Console(file=io.StringIO(), width=200))
+
+
+def _plan(path: Path):  # type: ignore[no-untyped-def]
+    return preflight(load_pipeline(path), str(path), "us-east-1")
+
+
+# --- in process (mock_aws) --------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from moto import mock_aws
+
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    teach_moto_update_endpoint()
+    with mock_aws():
+        yield
+
+
+@pytest.mark.parametrize("mode", ["Direct", "Serial"])
+def test_deploy_sends_containers_and_execution_mode(aws: None, tmp_path: Path, mode: str) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    outcome = deploy(_plan(write_pipeline(tmp_path, mode=mode)), clients, _quiet(), poll_interval=0)
+    assert (outcome.action, outcome.status) == ("created", "InService")
+
+    (model,) = recorder.sent("CreateModel")
+    assert model["InferenceExecutionConfig"] == {"Mode": mode}
+    assert [(c["ContainerHostname"], c["Image"]) for c in model["Containers"]] == [
+        ("spacy", SPACY),
+        ("textblob", TEXTBLOB),
+    ]
+    assert model["Containers"][0]["ModelDataUrl"].startswith(
+        "s3://sagemaker-us-east-1-123456789012/sagemaker-composer/"
+    )
+    assert model["Tags"] == [{"Key": "project", "Value": "composer-tests"}]
+    described = clients.sagemaker.describe_model(ModelName=model["ModelName"])
+    assert [c["ContainerHostname"] for c in described["Containers"]] == ["spacy", "textblob"]
+    endpoint = clients.sagemaker.describe_endpoint(EndpointName=f"nlp-{mode.lower()}")
+    assert endpoint["EndpointStatus"] == "InService"
+    # The default bucket was created and holds the model data with its digest.
+    url = model["Containers"][0]["ModelDataUrl"]
+    bucket, key = url[len("s3://") :].split("/", 1)
+    head = clients.s3.head_object(Bucket=bucket, Key=key)
+    assert len(head["Metadata"]["sha256"]) == 64
+
+
+def test_unchanged_redeploy_creates_nothing(aws: None, tmp_path: Path) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    plan = _plan(write_pipeline(tmp_path))
+    deploy(plan, clients, _quiet(), poll_interval=0)
+    recorder.clear()
+    outcome = deploy(plan, clients, _quiet(), poll_interval=0)
+    assert outcome.action == "unchanged"
+    assert outcome.uploaded == [] and len(outcome.skipped_uploads) == 1
+    assert not CREATES & set(recorder.ops())
+    assert not [op for op in recorder.ops() if op.startswith("Delete")]
+
+
+def test_changed_redeploy_updates_and_cleans_up(aws: None, tmp_path: Path) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    first = _plan(write_pipeline(tmp_path, mode="Serial"))
+    deploy(first, clients, _quiet(), poll_interval=0)
+    old = first.requests("sagemaker-us-east-1-123456789012")
+    recorder.clear()
+
+    second = _plan(write_pipeline(tmp_path, mode="Serial", extra_env="v2"))
+    outcome = deploy(second, clients, _quiet(), poll_interval=0)
+    new = second.requests("sagemaker-us-east-1-123456789012")
+    assert outcome.action == "updated"
+    assert recorder.sent("UpdateEndpoint") == [
+        {"EndpointName": "nlp-serial", "EndpointConfigName": new.endpoint_config_name}
+    ]
+    assert "CreateEndpoint" not in recorder.ops()
+    assert recorder.sent("CreateModel")[0]["Containers"][0]["Environment"] == {"STAGE": "v2"}
+    assert recorder.sent("DeleteModel") == [{"ModelName": old.model_name}]
+    assert recorder.sent("DeleteEndpointConfig") == [
+        {"EndpointConfigName": old.endpoint_config_name}
+    ]
+    models = [m["ModelName"] for m in clients.sagemaker.list_models()["Models"]]
+    assert models == [new.model_name]
+
+
+def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    plan = _plan(write_pipeline(tmp_path, autoscaling=True))
+    deploy(plan, clients, _quiet(), poll_interval=0)
+    (target,) = recorder.sent("RegisterScalableTarget")
+    assert target == {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/nlp-direct/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 4,
+    }
+    (policy,) = recorder.sent("PutScalingPolicy")
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 100.0
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "SageMakerVariantInvocationsPerInstance"
+    )
+    recorder.clear()
+    deploy(plan, clients, _quiet(), poll_interval=0)
+    assert "RegisterScalableTarget" not in recorder.ops()
+    assert "PutScalingPolicy" not in recorder.ops()
+    assert status(plan.pipeline, clients)["variants"][0]["autoscaling"] == {"min": 1, "max": 4}  # type: ignore[index]
+
+
+def test_delete_removes_everything_and_is_idempotent(aws: None, tmp_path: Path) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    deploy(_plan(write_pipeline(tmp_path, autoscaling=True)), clients, _quiet(), poll_interval=0)
+    plan = _plan(write_pipeline(tmp_path, autoscaling=True, extra_env="v2"))
+    deploy(plan, clients, _quiet(), poll_interval=0, wait=False)  # leaves the old ones around
+    assert len(clients.sagemaker.list_models()["Models"]) == 2
+
+    outcome = delete(plan.pipeline, clients, _quiet(), poll_interval=0)
+    assert "endpoint nlp-direct" in outcome.deleted
+    assert clients.sagemaker.list_models()["Models"] == []
+    assert clients.sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert clients.sagemaker.list_endpoints()["Endpoints"] == []
+    targets = clients.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")
+    assert targets["ScalableTargets"] == []
+    assert status(plan.pipeline, clients) is None
+
+    again = delete(plan.pipeline, clients, _quiet(), poll_interval=0)
+    assert (again.action, again.deleted) == ("absent", [])
+
+
+def test_folder_model_data_is_packed_and_uploaded_once(aws: None, tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.txt").write_text("w")
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    path = write_pipeline(tmp_path, model_data="weights", bucket="my-models")
+    clients.s3.create_bucket(Bucket="my-models")
+    first = deploy(_plan(path), clients, _quiet(), poll_interval=0)
+    second = deploy(_plan(path), clients, _quiet(), poll_interval=0)  # packs again, same bytes
+    assert len(first.uploaded) == 1
+    assert second.skipped_uploads == first.uploaded
+    assert "GetCallerIdentity" not in recorder.ops()
+
+
+# --- moto's standalone server, unmodified clients through AWS_ENDPOINT_URL_* ---------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    yield from start_moto_server()
+
+
+@pytest.fixture
+def server(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    moto_server.reset()
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    return moto_server
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.aws
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["Direct", "Serial"])
+def test_server_deploy_update_delete(server: MotoServer, tmp_path: Path, mode: str) -> None:
+    recorder = Recorder()
+    clients = recorded_clients(recorder)
+    path = write_pipeline(tmp_path, mode=mode, autoscaling=True)
+    outcome = deploy(_plan(path), clients, _quiet(), poll_interval=0.01)
+    assert outcome.action == "created"
+    (model,) = recorder.sent("CreateModel")
+    assert model["InferenceExecutionConfig"] == {"Mode": mode}
+    assert [c["ContainerHostname"] for c in model["Containers"]] == ["spacy", "textblob"]
+    assert clients.sagemaker.meta.endpoint_url == server.url
+    assert recorder.ops("application-autoscaling").count("RegisterScalableTarget") == 1
+
+    code, out, err = _cli("status", str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "InService"
+
+    changed = write_pipeline(tmp_path, mode=mode, autoscaling=True, extra_env="v2")
+    code, out, err = _cli("deploy", str(changed))
+    assert code == 0, err
+    assert "updated, InService" in out
+    described = clients.sagemaker.describe_endpoint(EndpointName=f"nlp-{mode.lower()}")
+    assert (
+        described["EndpointConfigName"] != recorder.sent("CreateEndpoint")[0]["EndpointConfigName"]
+    )
+    assert len(clients.sagemaker.list_models()["Models"]) == 1
+
+    code, out, err = _cli("delete", str(changed))
+    assert code == 0, err
+    assert clients.sagemaker.list_models()["Models"] == []
+    assert clients.sagemaker.list_endpoints()["Endpoints"] == []
+    code, out, err = _cli("delete", str(changed))
+    assert (code, out.strip()) == (0, f"nlp-{mode.lower()}: nothing to delete")
+    code, out, err = _cli("status", str(changed))
+    assert code == 1 and "not deployed" in out
+
+
+@pytest.mark.aws
+@pytest.mark.slow
+def test_server_cli_in_a_subprocess(server: MotoServer, tmp_path: Path) -> None:
+    """The installed entry point, a separate process, only environment variables to find AWS."""
+    path = write_pipeline(tmp_path, mode="Serial")
+    env = {**os.environ, **server.env(), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "composer"]
+    deployed = subprocess.run(
+        [*command, "deploy", str(path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert "nlp-serial: created, InService" in deployed.stdout
+    again = subprocess.run(
+        [*command, "deploy", str(path), "--no-wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "unchanged" in again.stdout
+    shown = subprocess.run(
+        [*command, "status", str(path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "nlp-serial: InService" in shown.stdout
+    assert "variant AllTraffic: ml.m5.large x 1" in shown.stdout
