@@ -116,8 +116,6 @@ class ProcessRunner:
             env.update(container_env(c, index, port))
             env["COMPOSER_LISTEN_HOST"] = self.listen_host
             env["SM_MODEL_DIR"] = str(model_dir)
-            env["COMPOSER_RUN_DIR"] = str(work / "run")
-            (work / "run").mkdir(parents=True, exist_ok=True)
             argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]
             out.append(Prepared(c, argv, env, ctx.path, port))
         return out
