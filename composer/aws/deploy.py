@@ -40,7 +40,7 @@ class Reporter:
         self.console = console or Console(stderr=True, highlight=False)
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text, markup=False, soft_wrap=True)
 
     @contextmanager
     def waiting(self, what: str) -> Iterator[Callable[[str, float], None]]:
