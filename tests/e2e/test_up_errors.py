@@ -142,7 +142,8 @@ def test_oversize_body_is_refused(faulty: Up) -> None:
     err = error_of(faulty, b"x" * (LIMIT + 1), TargetContainerHostname="echo")
     assert err["__class__"] == "ValidationError"
     assert str(LIMIT + 1) in err["Error"]["Message"]
-    ok = call(faulty, b"[" + b"1," * ((LIMIT - 8) // 2) + b"1]", TargetContainerHostname="echo")
+    exactly = b'"' + b"x" * (LIMIT - 2) + b'"'  # echoed back at the same size
+    ok = call(faulty, exactly, TargetContainerHostname="echo")
     assert ok["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 

@@ -1,0 +1,330 @@
+"""The generated `serve`, run as a process from each build context: real nginx, gunicorn, falcon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from composer.render.context import write_build_context
+from composer.runners.envs import ensure_env, python_of
+from composer.runners.modeldata import prepare_model_dir
+from composer.spec import load_pipeline
+
+pytestmark = [pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+APPLE = "Apple is looking at buying U.K. startup for $1 billion"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(
+        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=body, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+    def post(
+        self, body: bytes, content_type: str = "application/json", **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self.request("/invocations", body, {"Content-Type": content_type, **headers})
+
+    def wait_ready(self, timeout: float = 120) -> list[int]:
+        """Ping until 200; returns the statuses seen (503 while the model loads)."""
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                status = self.request("/ping")[0]
+            except (urllib.error.URLError, ConnectionError):
+                status = 0
+            seen.append(status)
+            if status == 200:
+                return seen
+            time.sleep(0.2)
+        raise AssertionError(f"no 200 from /ping; log:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=40)
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    kids = [int(x) for x in out.stdout.split()]
+    return kids + [g for k in kids for g in _descendants(k)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+@dataclass
+class Context:
+    path: Path
+    python: Path
+    model_dir: Path
+
+    def serve(self, tmp: Path, port: int | None = None, **env: str) -> Served:
+        log = tmp / f"serve-{time.monotonic_ns()}.log"
+        environment = {
+            "PATH": os.environ["PATH"] + ":/usr/sbin",
+            "HOME": os.environ.get("HOME", "/root"),
+            "COMPOSER_LISTEN_HOST": "127.0.0.1",
+            "SM_MODEL_DIR": str(self.model_dir),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            **env,
+        }
+        if port is not None:
+            environment["SAGEMAKER_BIND_TO_PORT"] = str(port)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(self.python), str(self.path / "serve"), "serve"],
+                cwd=self.path,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return Served(proc, port or 8080, log)
+
+
+def _context(hostname: str, tmp: Path) -> Context:
+    pipeline = load_pipeline(REPO / "pipelines" / "nlp-direct.yaml")
+    container = pipeline.container(hostname)
+    ctx = write_build_context(pipeline, container, tmp / hostname)
+    env = ensure_env(ctx.path / "requirements.txt", label=hostname)
+    source = pipeline.resolve(container.model_data) if container.model_data else None
+    model = prepare_model_dir(container.model_data, source, tmp / "models" / hostname)
+    return Context(ctx.path, python_of(env), model)
+
+
+@pytest.fixture(scope="module")
+def spacy_ctx(tmp_path_factory: pytest.TempPathFactory) -> Context:
+    return _context("spacy", tmp_path_factory.mktemp("spacy"))
+
+
+@pytest.fixture(scope="module")
+def textblob_ctx(tmp_path_factory: pytest.TempPathFactory) -> Context:
+    return _context("textblob", tmp_path_factory.mktemp("textblob"))
+
+
+@pytest.fixture(scope="module")
+def spacy(spacy_ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = spacy_ctx.serve(tmp_path_factory.mktemp("logs"), free_port())
+    served.wait_ready()
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def textblob(textblob_ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = textblob_ctx.serve(tmp_path_factory.mktemp("logs"), free_port())
+    served.wait_ready()
+    yield served
+    served.stop()
+
+
+def test_spacy_gives_the_entities(spacy: Served) -> None:
+    status, headers, body = spacy.post(json.dumps({"text": APPLE}).encode())
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    entities = {(e["text"], e["label"]) for e in doc["entities"]}
+    assert {("Apple", "ORG"), ("U.K.", "GPE"), ("$1 billion", "MONEY")} <= entities
+    apple = next(e for e in doc["entities"] if e["text"] == "Apple")
+    assert (apple["start"], apple["end"]) == (0, 5)
+    assert doc["sentences"] == [APPLE]
+    assert {"text": "Apple", "lemma": "Apple", "pos": "PROPN"} in doc["tokens"]
+    assert "Apple" in doc["noun_chunks"]
+
+
+def test_spacy_texts_plain_and_jsonlines(spacy: Served) -> None:
+    many = json.dumps({"texts": [APPLE, "Paris is lovely."]}).encode()
+    status, _, body = spacy.post(many)
+    assert status == 200
+    assert [r["text"] for r in json.loads(body)["results"]] == [APPLE, "Paris is lovely."]
+    status, _, body = spacy.post(APPLE.encode(), "text/plain")
+    assert json.loads(body)["text"] == APPLE
+    lines = b'{"text": "Berlin is big."}\n{"text": "Rome is old."}\n'
+    status, headers, body = spacy.post(lines, "application/jsonlines")
+    assert headers["content-type"] == "application/jsonlines"
+    rows = [json.loads(line) for line in body.decode().splitlines()]
+    assert [r["entities"][0]["text"] for r in rows] == ["Berlin", "Rome"]
+
+
+def test_textblob_sentiment_and_enrichment_of_spacy_output(spacy: Served, textblob: Served) -> None:
+    status, _, body = textblob.post(b'{"text": "What a wonderful day"}')
+    assert status == 200
+    score = json.loads(body)
+    assert set(score) == {"polarity", "subjectivity"} and score["polarity"] > 0.5
+    _, _, analysed = spacy.post(b'{"text": "I love this phone. The battery is terrible."}')
+    status, _, body = textblob.post(analysed)
+    doc = json.loads(body)
+    assert doc["entities"] == json.loads(analysed)["entities"]
+    per = doc["sentiment"]["sentences"]
+    assert [s["text"] for s in per] == ["I love this phone.", "The battery is terrible."]
+    assert per[0]["polarity"] > 0 > per[1]["polarity"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status", "kind"),
+    [
+        (b"a,b", "text/csv", None, 415, "UnsupportedMediaType"),
+        (b'{"text": "x"}', "application/json", "text/csv", 406, "NotAcceptable"),
+        (b'{"text": ', "application/json", None, 400, "BadRequest"),
+        (b'{"texts": [1, 2]}', "application/json", None, 400, "BadRequest"),
+        (b'{"nothing": 1}', "application/json", None, 400, "BadRequest"),
+    ],
+)
+def test_errors_are_json_and_the_worker_keeps_serving(
+    spacy: Served, body: bytes, content_type: str, accept: str | None, status: int, kind: str
+) -> None:
+    headers = {"Accept": accept} if accept else {}
+    got, response_headers, answer = spacy.post(body, content_type, **headers)
+    assert got == status, answer
+    assert response_headers["content-type"] == "application/json"
+    assert json.loads(answer)["type"] == kind
+    assert spacy.post(b'{"text": "still here"}')[0] == 200
+
+
+def test_handler_exception_is_500(tmp_path: Path, textblob_ctx: Context) -> None:
+    code = textblob_ctx.path / "code"
+    broken = code / "broken.py"
+    broken.write_text(
+        "def model_fn(model_dir):\n    return None\n\n"
+        "def predict_fn(data, model):\n    raise KeyError('the handler is broken')\n"
+    )
+    served = textblob_ctx.serve(tmp_path, free_port(), SAGEMAKER_PROGRAM="broken.py")
+    try:
+        served.wait_ready()
+        status, _, body = served.post(b"{}")
+        assert status == 500
+        assert "the handler is broken" in json.loads(body)["error"]
+        assert served.post(b"{}")[0] == 500, "the worker survived"
+        assert "Traceback" in served.log.read_text(), "the traceback goes to the log"
+    finally:
+        served.stop()
+        broken.unlink()
+
+
+def test_full_sagemaker_payload_is_admitted(textblob: Served) -> None:
+    text = "good " * ((6291456 - 20) // 5)
+    body = json.dumps({"text": text}).encode()
+    assert len(body) <= 6291456
+    assert textblob.post(body)[0] == 200
+    status, _, _ = textblob.post(b"x" * (6291456 + 1))
+    assert status == 413
+
+
+def test_execution_parameters_and_unknown_routes(spacy: Served, textblob: Served) -> None:
+    status, _, body = spacy.request("/execution-parameters")
+    assert status == 200 and json.loads(body)["MaxConcurrentTransforms"] == 2
+    assert json.loads(textblob.request("/execution-parameters")[2]) == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+    status, _, body = spacy.request("/nope")
+    assert status == 404 and json.loads(body)["type"] == "NotFound"
+
+
+def test_custom_attributes_come_back(textblob: Served) -> None:
+    _, headers, _ = textblob.post(
+        b'{"text": "ok"}', **{"X-Amzn-SageMaker-Custom-Attributes": "a=1"}
+    )
+    assert headers["x-amzn-sagemaker-custom-attributes"] == "a=1"
+
+
+def test_ping_is_503_while_loading_then_200_sigterm_and_restart(
+    tmp_path: Path, spacy_ctx: Context
+) -> None:
+    port = free_port()
+    template = (spacy_ctx.path / "nginx.conf.template").read_text()
+    for attempt in range(2):  # the second start proves the template was not overwritten
+        served = spacy_ctx.serve(tmp_path, port)
+        seen = served.wait_ready()
+        assert seen[-1] == 200
+        if attempt == 0:
+            assert 503 in seen, f"spaCy takes a moment to load; pings saw {seen}"
+        children = _descendants(served.proc.pid)
+        assert len(children) >= 3, "nginx master and worker, gunicorn master and workers"
+        assert served.stop() == 0
+        time.sleep(0.3)
+        assert not [pid for pid in children if _alive(pid)], "nothing outlives serve"
+        assert (spacy_ctx.path / "nginx.conf.template").read_text() == template
+
+
+def test_port_defaults_to_8080(tmp_path: Path, textblob_ctx: Context) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8080))
+        except OSError:
+            pytest.skip("port 8080 is busy on this machine, so the default cannot be tried")
+    served = textblob_ctx.serve(tmp_path, port=None)
+    try:
+        served.wait_ready()
+        assert served.post(b'{"text": "fine"}')[0] == 200
+    finally:
+        assert served.stop() == 0
+
+
+def test_bad_settings_exit_2_with_a_message(tmp_path: Path, textblob_ctx: Context) -> None:
+    served = textblob_ctx.serve(tmp_path, SAGEMAKER_BIND_TO_PORT="eighty")
+    assert served.proc.wait(timeout=30) == 2
+    assert "SAGEMAKER_BIND_TO_PORT: got 'eighty'" in served.log.read_text()
+    proc = subprocess.run(
+        [str(textblob_ctx.python), str(textblob_ctx.path / "serve"), "train"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "only serves" in proc.stderr
+
+
+def test_a_dead_child_ends_serve_with_an_error(tmp_path: Path, textblob_ctx: Context) -> None:
+    served = textblob_ctx.serve(tmp_path, free_port())
+    served.wait_ready()
+    nginx = [
+        pid
+        for pid in _descendants(served.proc.pid)
+        if "nginx: master" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ]
+    assert nginx
+    os.kill(nginx[0], signal.SIGKILL)
+    assert served.proc.wait(timeout=40) != 0
+    assert "nginx exited" in served.log.read_text()
