@@ -148,6 +148,17 @@ class ManagedContainer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self._pumps), timeout=2)
 
+    async def _exited(self) -> int:
+        """The exit status, as soon as the process is gone.
+
+        Not `proc.wait()`: asyncio wakes that only once every pipe is closed, and the children
+        of a killed `serve` (nginx, gunicorn) still hold its stdout.
+        """
+        assert self.proc is not None
+        while self.proc.returncode is None:
+            await asyncio.sleep(0.1)
+        return self.proc.returncode
+
     def _signal_group(self, sig: signal.Signals) -> None:
         if self.proc is None:
             return
@@ -162,7 +173,7 @@ class ManagedContainer:
         while not self._stopping:
             assert self.proc is not None
             started = time.monotonic()
-            code = await self.proc.wait()
+            code = await self._exited()
             if self._stopping:
                 return
             self.state = "down"
@@ -199,7 +210,7 @@ class ManagedContainer:
                 await stopper.wait()
             self._signal_group(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), timeout=timeout)
+                await asyncio.wait_for(self._exited(), timeout=timeout)
         self._signal_group(signal.SIGKILL)
         await self._drain()
 

@@ -84,7 +84,7 @@ class ExecutionParameters:
         resp.media = self.state.handler.execution_parameters()
 
 
-def create_app(*, preload: bool | None = None) -> falcon.App:
+def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     """Load the handler (and, when preloading, the model) and build the WSGI app."""
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"

@@ -91,7 +91,7 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Any, param
     _answer(resp, 500, f"{type(ex).__name__}: {ex}", "ModelError")
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     # falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

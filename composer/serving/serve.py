@@ -113,8 +113,8 @@ def main(argv: list[str]) -> int:
         f"unix:{run_dir / 'gunicorn.sock'}",
         "--workers",
         str(conf["workers"]),
-        "--worker-class",
-        "gthread",
+        # sync workers take a request only when idle (a busy gthread worker would queue it);
+        # COMPOSER_WORKER_THREADS > 1 makes gunicorn switch to gthread, with keep-alive.
         "--threads",
         str(conf["threads"]),
         "--timeout",
