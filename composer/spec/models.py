@@ -318,6 +318,50 @@ class AsyncInference(_Spec):
         return value
 
 
+class Transform(_Spec):
+    """Defaults of batch transform jobs (CreateTransformJob); command-line options override them."""
+
+    instance_type: str | None = Field(
+        default=None,
+        pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+        description="TransformResources.InstanceType; default endpoint.instance_type.",
+    )
+    instance_count: int = Field(default=1, ge=1, description="TransformResources.InstanceCount.")
+    max_concurrent_transforms: int | None = Field(
+        default=None,
+        ge=1,
+        description="MaxConcurrentTransforms: requests in flight per instance.",
+    )
+    max_payload_mb: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="MaxPayloadInMB (0 to 100): the largest mini-batch; 0 means no limit.",
+    )
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] | None = Field(
+        default=None, description="BatchStrategy: one record per request, or mini-batches."
+    )
+    invocations_timeout: int = Field(
+        default=600,
+        ge=1,
+        le=3600,
+        description="ModelClientConfig.InvocationsTimeoutInSeconds (1 to 3600).",
+    )
+    invocations_max_retries: int = Field(
+        default=3, ge=0, le=3, description="ModelClientConfig.InvocationsMaxRetries (0 to 3)."
+    )
+
+    @model_validator(mode="after")
+    def _product(self) -> Transform:
+        concurrent, payload = self.max_concurrent_transforms, self.max_payload_mb
+        if concurrent is not None and payload is not None and concurrent * payload > 100:
+            raise SpecValueError(
+                f"got max_concurrent_transforms {concurrent} x max_payload_mb {payload} = "
+                f"{concurrent * payload}; SageMaker allows a product of at most 100"
+            )
+        return self
+
+
 class Pipeline(_Spec):
     """A SageMaker model of 1 to 15 containers and the endpoint that serves it."""
 
@@ -350,6 +394,13 @@ class Pipeline(_Spec):
         alias="async",
         description=(
             "Asynchronous invocations (AsyncInferenceConfig); single-container pipelines only."
+        ),
+    )
+    transform: Transform | None = Field(
+        default=None,
+        description=(
+            "Batch transform defaults (CreateTransformJob); Serial or single-container "
+            "pipelines only."
         ),
     )
 
