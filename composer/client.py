@@ -7,6 +7,7 @@ or the AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME environment variable that boto3 itself
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime.type_defs import InvokeEndpointInputTypeDef
 
 __all__ = [
+    "AsyncInvocation",
+    "AsyncInvocationFailed",
     "EndpointClient",
     "InternalFailure",
     "InvocationError",
@@ -89,6 +92,26 @@ class InternalFailure(InvocationError):
 
 class ModelNotReady(InvocationError):
     """HTTP 429: the model is still loading (multi-model or serverless endpoints)."""
+
+
+class AsyncInvocationFailed(InvocationError):
+    """An asynchronous request failed; `message` is what the endpoint wrote to its failure
+    location."""
+
+
+@dataclass(frozen=True)
+class AsyncInvocation:
+    """An accepted asynchronous request: where its answer (or its error) will appear."""
+
+    inference_id: str
+    output_location: str
+    failure_location: str | None
+
+    @property
+    def error_locations(self) -> list[str]:
+        """Where an error may appear: the failure path, else beside the output (as SageMaker)."""
+        beside = self.output_location.rsplit("/", 1)[0] + f"/{self.inference_id}-error.out"
+        return [self.failure_location] if self.failure_location else [beside]
 
 
 _BY_CODE: dict[str, type[InvocationError]] = {
@@ -186,3 +209,88 @@ class EndpointClient:
             custom_attributes=r.get("CustomAttributes"),
             invoked_variant=r.get("InvokedProductionVariant"),
         )
+
+    def invoke_async(
+        self,
+        input_location: str,
+        *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        inference_id: str | None = None,
+        request_ttl_seconds: int | None = None,
+        invocation_timeout_seconds: int | None = None,
+    ) -> AsyncInvocation:
+        """InvokeEndpointAsync of the body stored at `input_location` (an s3:// URI; the
+        local gateway also reads local paths); returns where the answer will be written."""
+        params: dict[str, Any] = {
+            "EndpointName": self.endpoint_name,
+            "InputLocation": input_location,
+        }
+        optional = {
+            "ContentType": content_type,
+            "Accept": accept,
+            "CustomAttributes": custom_attributes,
+            "InferenceId": inference_id,
+            "RequestTTLSeconds": request_ttl_seconds,
+            "InvocationTimeoutSeconds": invocation_timeout_seconds,
+        }
+        params.update({k: v for k, v in optional.items() if v is not None})
+        try:
+            r = self.client.invoke_endpoint_async(**params)
+        except ClientError as e:
+            raise _from_client_error(e) from None
+        except ParamValidationError as e:
+            raise ValidationError("ParamValidationError", str(e)) from None
+        except BotoCoreError as e:
+            raise InvocationError(type(e).__name__, str(e)) from None
+        return AsyncInvocation(
+            inference_id=str(r.get("InferenceId", "")),
+            output_location=str(r["OutputLocation"]),
+            failure_location=r.get("FailureLocation"),
+        )
+
+    def wait_async(
+        self,
+        invocation: AsyncInvocation,
+        *,
+        timeout: float = 900.0,
+        poll_interval: float = 1.0,
+    ) -> InvokeResult:
+        """Poll the output and failure locations until one appears; the answer, or
+        AsyncInvocationFailed with the endpoint's error text. S3 goes through boto3's chain."""
+        from .batch.storage import StorageError, exists, read_location
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if exists(invocation.output_location):
+                    body = read_location(invocation.output_location)
+                    return InvokeResult(
+                        body, _content_type_of(invocation.output_location), None, None
+                    )
+                for location in invocation.error_locations:
+                    if exists(location):
+                        text = read_location(location).decode("utf-8", "replace")
+                        raise AsyncInvocationFailed("AsyncInvocationFailed", text)
+            except StorageError as e:
+                raise InvocationError("StorageError", str(e)) from None
+            if time.monotonic() >= deadline:
+                raise InvocationError(
+                    "AsyncTimeout",
+                    f"no answer at {invocation.output_location} after {timeout:.0f} s "
+                    f"(inference {invocation.inference_id}); it may still come",
+                )
+            time.sleep(poll_interval)
+
+
+def _content_type_of(location: str) -> str:
+    if not location.startswith("s3://"):
+        return ""
+    from .batch.storage import parse_s3, s3_client
+
+    bucket, key = parse_s3(location)
+    try:
+        return str(s3_client().head_object(Bucket=bucket, Key=key).get("ContentType", ""))
+    except (ClientError, BotoCoreError):
+        return ""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..client import EndpointClient
 
 from ._common import friendly, load, pipeline_arg
 
@@ -61,6 +65,27 @@ def up(pipeline: str, port: int, host: str, engine: str | None) -> None:
 )
 @click.option("--local", is_flag=True, help="Shorthand for --endpoint-url http://127.0.0.1:8080.")
 @click.option("--region", default=None, help="AWS region (default: the AWS chain).")
+@click.option(
+    "--async",
+    "is_async",
+    is_flag=True,
+    help="InvokeEndpointAsync: print where the answer will be (and, with --wait, the answer).",
+)
+@click.option(
+    "--input-location",
+    default=None,
+    help="With --async: the s3:// URI of the request body (the local gateway also reads a "
+    "local path; --file PATH stands for it there).",
+)
+@click.option("--inference-id", default=None, help="InferenceId (default: a new UUID).")
+@click.option("--wait", is_flag=True, help="With --async: wait for the answer and print it.")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0.0),
+    default=900.0,
+    show_default=True,
+    help="With --async --wait: give up after this many seconds.",
+)
 @friendly
 def invoke(
     target_endpoint: str,
@@ -73,6 +98,11 @@ def invoke(
     endpoint_url: str | None,
     local: bool,
     region: str | None,
+    is_async: bool,
+    input_location: str | None,
+    inference_id: str | None,
+    wait: bool,
+    wait_timeout: float,
 ) -> None:
     """Invoke an endpoint (by pipeline file or endpoint name) and print the response body."""
     from ..client import EndpointClient, InvocationError
@@ -83,6 +113,25 @@ def invoke(
         spec = load(target_endpoint)
         name = spec.name
         region = region or spec.aws.region
+    if local and endpoint_url is None:
+        endpoint_url = "http://127.0.0.1:8080"
+    if is_async or input_location is not None:
+        _invoke_async(
+            EndpointClient(name, endpoint_url=endpoint_url, region_name=region),
+            input_location=input_location,
+            file=file,
+            data=data,
+            target=target,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            inference_id=inference_id,
+            wait=wait,
+            wait_timeout=wait_timeout,
+        )
+        return
+    if wait:
+        raise UsageError("--wait: only with --async")
     if sum(x is not None for x in (data, file)) > 1:
         raise UsageError("got both --data and --file; give one body source")
     if data is not None:
@@ -93,8 +142,6 @@ def invoke(
         body = sys.stdin.buffer.read()
     else:
         body = Path(file).read_bytes()
-    if local and endpoint_url is None:
-        endpoint_url = "http://127.0.0.1:8080"
     client = EndpointClient(name, endpoint_url=endpoint_url, region_name=region)
     try:
         result = client.invoke(
@@ -104,6 +151,63 @@ def invoke(
             accept=accept,
             custom_attributes=custom_attributes,
         )
+    except InvocationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.stdout.buffer.write(result.body)
+    if not result.body.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+
+
+def _invoke_async(
+    client: EndpointClient,
+    *,
+    input_location: str | None,
+    file: str | None,
+    data: str | None,
+    target: str | None,
+    content_type: str,
+    accept: str | None,
+    custom_attributes: str | None,
+    inference_id: str | None,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
+    """InvokeEndpointAsync: the body is already stored; print where the answer goes."""
+    from ..client import InvocationError
+    from ..errors import UsageError
+
+    if data is not None:
+        raise UsageError(
+            "--data: an asynchronous request reads its body from --input-location; store the "
+            "body first (or give --file PATH to the local gateway)"
+        )
+    if target is not None:
+        raise UsageError(
+            "--target: asynchronous endpoints have a single container, so there is no "
+            "TargetContainerHostname to give"
+        )
+    if input_location is None:
+        if file is None or file == "-":
+            raise UsageError("--async needs --input-location s3://BUCKET/KEY (or --file PATH)")
+        input_location = str(Path(file).resolve())
+    elif file is not None:
+        raise UsageError("got both --input-location and --file; give one")
+    try:
+        accepted = client.invoke_async(
+            input_location,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            inference_id=inference_id,
+        )
+        click.echo(
+            f"inference {accepted.inference_id}: output {accepted.output_location}", err=True
+        )
+        if not wait:
+            click.echo(accepted.output_location)
+            return
+        result = client.wait_async(accepted, timeout=wait_timeout)
     except InvocationError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

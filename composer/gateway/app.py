@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from . import errors
+from .asyncinv import AsyncInvoker
 from .config import GatewayConfig, Health, Upstream
 from .errors import GatewayError, InternalFailure, ModelError, ValidationError
 from .metrics import CONTENT_TYPE, ENDPOINT_LEVEL, GatewayMetrics
@@ -57,6 +59,22 @@ class _Endpoint:
         self.urls = {c.hostname: c.url.rstrip("/") + "/invocations" for c in config.containers}
         self.hostnames = ", ".join(c.hostname for c in config.containers)
         self.session: aiohttp.ClientSession | None = None
+        self.async_invoker: AsyncInvoker | None = None
+        if config.async_inference is not None:
+            self.async_invoker = AsyncInvoker(config.async_inference, self._run_async)
+
+    async def _run_async(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        attrs: str | None,
+        timeout: float,
+    ) -> tuple[bytes, str | None]:
+        """One queued asynchronous request through the single container, with its timeout."""
+        up = dataclasses.replace(self.config.containers[0], invocation_timeout=timeout)
+        answer = await self.call(up, body, content_type, accept, attrs, "a response")
+        return answer.body, answer.content_type
 
     async def call(
         self,
@@ -228,21 +246,29 @@ class _Endpoint:
         (m.errors_5xx if e.fault or e.status >= 500 else m.errors_4xx).inc()
 
     async def invoke_async(self, request: web.Request) -> web.StreamResponse:
-        """POST /endpoints/{name}/async-invocations: the place for InvokeEndpointAsync.
+        """POST /endpoints/{name}/async-invocations: InvokeEndpointAsync (see asyncinv.py).
 
-        Multi-container endpoints (Direct or Serial) do not support asynchronous inference in
-        SageMaker, so answering ValidationError is faithful for them; single-container async
-        endpoints are a later issue.
+        An endpoint without an AsyncInferenceConfig refuses it, as SageMaker does; SageMaker
+        supports async only for single-container endpoints.
         """
         request_id = str(uuid.uuid4())
         name = request.match_info["name"]
         if name != self.config.endpoint_name:
             return errors.unknown_endpoint(self.config, name).to_response(request_id)
-        return ValidationError(
-            f"Endpoint {name} does not support asynchronous invocations: it was not created "
-            "with an AsyncInferenceConfig (the local gateway does not serve "
-            "InvokeEndpointAsync yet)."
-        ).to_response(request_id)
+        if self.async_invoker is None:
+            why = (
+                f"it has {len(self.config.containers)} containers ({self.config.mode}), and "
+                "SageMaker supports asynchronous inference for single-container endpoints only"
+                if len(self.config.containers) > 1
+                else "it was not created with an AsyncInferenceConfig (add an async: block)"
+            )
+            return ValidationError(
+                f"Endpoint {name} does not support asynchronous invocations: {why}."
+            ).to_response(request_id)
+        try:
+            return await self.async_invoker.accept(request, request_id)
+        except GatewayError as e:
+            return e.to_response(request_id)
 
     async def ping(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
@@ -313,6 +339,8 @@ def create_app(config: GatewayConfig, health: Health | None = None) -> web.Appli
         ) as session:
             endpoint.session = session
             yield
+            if endpoint.async_invoker is not None:
+                await endpoint.async_invoker.close()
             endpoint.session = None
 
     app.cleanup_ctx.append(session_ctx)

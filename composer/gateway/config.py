@@ -42,6 +42,22 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class AsyncSettings:
+    """AsyncInferenceConfig as the gateway uses it: where results go, how many run at once."""
+
+    output_path: str
+    failure_path: str | None = None
+    max_concurrent_invocations: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_invocations < 1:
+            raise ValueError(
+                "max_concurrent_invocations must be at least 1, got "
+                f"{self.max_concurrent_invocations}"
+            )
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """One endpoint with one production variant, served Direct or Serial."""
 
@@ -52,6 +68,7 @@ class GatewayConfig:
     region: str = "us-east-1"
     account_id: str = "000000000000"
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    async_inference: AsyncSettings | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("Direct", "Serial"):
@@ -70,6 +87,11 @@ class GatewayConfig:
                 raise ValueError(f"{what} {value!r} is not a valid SageMaker name")
         if self.max_payload_bytes <= 0:
             raise ValueError(f"max_payload_bytes must be > 0, got {self.max_payload_bytes}")
+        if self.async_inference is not None and len(self.containers) > 1:
+            raise ValueError(
+                "asynchronous inference needs a single-container endpoint; got "
+                f"{len(self.containers)} containers"
+            )
 
     def upstream(self, hostname: str) -> Upstream | None:
         for c in self.containers:

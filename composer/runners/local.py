@@ -23,6 +23,7 @@ import aiohttp
 
 from ..errors import ComposerError, UsageError
 from ..gateway import GatewayConfig, Upstream, start_gateway
+from ..gateway.config import AsyncSettings
 from ..render.context import write_build_context
 from ..spec.models import Container, Pipeline
 from .envs import ensure_env, python_of
@@ -158,6 +159,19 @@ def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -
         ),
         variant_name=pipeline.endpoint.variant_name,
         region=pipeline.aws.region or "us-east-1",
+        async_inference=_async_settings(pipeline),
+    )
+
+
+def _async_settings(pipeline: Pipeline) -> AsyncSettings | None:
+    """The spec's async: block as the gateway serves it (unset concurrency: 4 at a time)."""
+    spec = pipeline.async_inference
+    if spec is None:
+        return None
+    return AsyncSettings(
+        output_path=spec.output_path,
+        failure_path=spec.failure_path,
+        max_concurrent_invocations=spec.max_concurrent_invocations_per_instance or 4,
     )
 
 
