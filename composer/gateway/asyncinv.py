@@ -224,7 +224,9 @@ class AsyncInvoker:
                     )
                 body = await loop.run_in_executor(None, read_location, q.input_location)
                 try:
-                    async with asyncio.timeout(q.timeout):
+                    # The container call times out first, naming the container; this is a
+                    # backstop for anything else that hangs.
+                    async with asyncio.timeout(q.timeout + 5):
                         answer, content_type = await self.invoke(
                             body, q.content_type, q.accept, q.custom_attributes, float(q.timeout)
                         )
