@@ -92,7 +92,11 @@ def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, fal
     handler = Handler.from_environment()
     state = ModelState(handler, os.environ.get("SM_MODEL_DIR") or "/opt/ml/model")
     if preload is None:
-        preload = os.environ.get("COMPOSER_PRELOAD_MODEL", "true").lower() != "false"
+        chosen = os.environ.get("COMPOSER_PRELOAD_MODEL", "").strip().lower()
+        if chosen:
+            preload = chosen not in ("false", "0", "no")
+        else:
+            preload = getattr(handler.module, "PRELOAD", True) is not False
     if preload:
         state.load()
     else:

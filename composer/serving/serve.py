@@ -8,6 +8,9 @@ gracefully within SageMaker's 30 seconds.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -22,6 +25,7 @@ DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60
 STOP_GRACE = 25.0  # SageMaker kills 30 s after SIGTERM; leave room to clean up
 PLACEHOLDERS = ("__LISTEN__", "__RUN_DIR__", "__PROXY_TIMEOUT__")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ConfigError(Exception):
@@ -41,16 +45,70 @@ def _int_env(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def settings() -> dict[str, object]:
-    """Everything serve reads from the environment, checked before anything starts."""
-    return {
+def handler_path(base: Path) -> Path:
+    """code/inference.py (or SAGEMAKER_PROGRAM) beside composer_serving, as the app finds it."""
+    code = Path(os.environ.get("COMPOSER_CODE_DIR") or base / "code")
+    program = os.environ.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py"
+    return code / program
+
+
+def handler_preload(path: Path) -> bool | None:
+    """The handler's module-level `PRELOAD = True|False`, read without importing it.
+
+    Importing would load the handler's libraries in serve itself; a literal is all we need.
+    """
+    if not path.is_file():
+        raise ConfigError(f"no handler module at {path} (SAGEMAKER_PROGRAM names a file in code/)")
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno}: {exc.msg}") from None
+    found: bool | None = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        else:
+            continue
+        if "PRELOAD" not in names or node.value is None:
+            continue
+        if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, bool)):
+            raise ConfigError(
+                f"{path}: line {node.lineno}: PRELOAD must be the literal True or False"
+            )
+        found = node.value.value
+    return found
+
+
+def _bool_env(name: str) -> bool | None:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}: got {raw!r}; allowed is true or false")
+
+
+def settings(handler: Path | None = None) -> dict[str, object]:
+    """Everything serve reads from the environment, checked before anything starts.
+
+    Preloading: COMPOSER_PRELOAD_MODEL when set, else the handler's PRELOAD, else true.
+    """
+    found: dict[str, object] = {
         "port": _int_env("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535),
         "host": os.environ.get("COMPOSER_LISTEN_HOST", "").strip() or "0.0.0.0",
         "workers": _int_env("SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1, 1024),
         "timeout": _int_env("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT, 1, 86400),
         "threads": _int_env("COMPOSER_WORKER_THREADS", 1, 1, 1024),
-        "preload": os.environ.get("COMPOSER_PRELOAD_MODEL", "true").lower() != "false",
     }
+    preload = _bool_env("COMPOSER_PRELOAD_MODEL")
+    if preload is None and handler is not None:
+        preload = handler_preload(handler)
+    found["preload"] = True if preload is None else preload
+    return found
 
 
 def render_config(template: str, *, host: str, port: int, run_dir: Path, timeout: int) -> str:
@@ -75,13 +133,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    base = Path(__file__).resolve().parent.parent
     try:
-        conf = settings()
+        conf = settings(handler_path(base))
         nginx = _nginx()
     except ConfigError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
-    base = Path(__file__).resolve().parent.parent
     template = (base / "nginx.conf.template").read_text(encoding="utf-8")
     parent = os.environ.get("COMPOSER_RUN_DIR") or None
     if parent:
@@ -104,6 +162,8 @@ def main(argv: list[str]) -> int:
     env = {
         **os.environ,
         "COMPOSER_CODE_DIR": os.environ.get("COMPOSER_CODE_DIR", str(base / "code")),
+        # the app loads the model in gunicorn's master when preloading, else in each worker
+        "COMPOSER_PRELOAD_MODEL": "true" if conf["preload"] else "false",
     }
     gunicorn_args = [
         sys.executable,
@@ -142,9 +202,13 @@ def main(argv: list[str]) -> int:
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         children["nginx"] = subprocess.Popen(
-            [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-e", "stderr"]
+            [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-e", "stderr"],
+            process_group=0,
+            preexec_fn=_end_with_parent,
         )
-        children["gunicorn"] = subprocess.Popen(gunicorn_args, env=env)
+        children["gunicorn"] = subprocess.Popen(
+            gunicorn_args, env=env, process_group=0, preexec_fn=_end_with_parent
+        )
         failed: tuple[str, int] | None = None
         while not stopping and failed is None:
             for name, child in children.items():
@@ -155,16 +219,31 @@ def main(argv: list[str]) -> int:
             else:
                 time.sleep(0.2)
         if failed is not None and not stopping:
-            print(f"serve: {failed[0]} exited with status {failed[1]}; stopping", file=sys.stderr)
-            return failed[1] or 1
+            name, code = failed
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            print(f"serve: {name} {how}; stopping", file=sys.stderr)
+            return code if code > 0 else 1
         return 0
     finally:
         _stop(children)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM it when serve dies, even by SIGKILL (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the stop in main's finally still covers every normal exit
+
+
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Graceful first (nginx QUIT, gunicorn TERM), then kill what is left."""
+    """Graceful first (nginx QUIT, gunicorn TERM), then kill what is left.
+
+    Each child leads its own process group, so a master's workers go too, even when the master
+    itself was killed and left them behind.
+    """
     graceful = {"nginx": signal.SIGQUIT, "gunicorn": signal.SIGTERM}
     for name, child in children.items():
         if child.poll() is None:
@@ -176,3 +255,6 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+    for child in children.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)

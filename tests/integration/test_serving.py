@@ -319,12 +319,81 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path, textblob_ctx: Contex
 def test_a_dead_child_ends_serve_with_an_error(tmp_path: Path, textblob_ctx: Context) -> None:
     served = textblob_ctx.serve(tmp_path, free_port())
     served.wait_ready()
+    children = _descendants(served.proc.pid)
     nginx = [
         pid
-        for pid in _descendants(served.proc.pid)
+        for pid in children
         if "nginx: master" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
     ]
     assert nginx
-    os.kill(nginx[0], signal.SIGKILL)
+    os.kill(nginx[0], signal.SIGKILL)  # its worker is left behind: serve must end it too
     assert served.proc.wait(timeout=40) != 0
-    assert "nginx exited" in served.log.read_text()
+    assert "nginx was killed by signal 9" in served.log.read_text()
+    assert not [pid for pid in children if _alive(pid)], "serve left no orphan behind"
+
+
+PIDS_HANDLER = """
+import os
+
+PRELOAD = False
+
+
+def model_fn(model_dir):
+    return os.getpid()
+
+
+def predict_fn(data, model):
+    return {"loaded_in": model, "serving": os.getpid()}
+"""
+
+
+@pytest.mark.parametrize(("preload_env", "in_worker"), [(None, True), ("true", False)])
+def test_handler_preload_false_loads_in_each_worker(
+    tmp_path: Path, textblob_ctx: Context, preload_env: str | None, in_worker: bool
+) -> None:
+    handler = textblob_ctx.path / "code" / "pids.py"
+    handler.write_text(PIDS_HANDLER)
+    env = {"SAGEMAKER_PROGRAM": "pids.py", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    if preload_env is not None:
+        env["COMPOSER_PRELOAD_MODEL"] = preload_env  # the environment wins over PRELOAD
+    served = textblob_ctx.serve(tmp_path, free_port(), **env)
+    try:
+        served.wait_ready()
+        status, _, body = served.post(b"{}")
+        assert status == 200, body
+        pids = json.loads(body)
+        assert (pids["loaded_in"] == pids["serving"]) is in_worker, pids
+    finally:
+        assert served.stop() == 0
+        handler.unlink()
+
+
+def test_nothing_outlives_a_killed_serve(tmp_path: Path, textblob_ctx: Context) -> None:
+    served = textblob_ctx.serve(tmp_path, free_port())
+    served.wait_ready()
+    children = _descendants(served.proc.pid)
+    assert len(children) >= 3
+    served.proc.send_signal(signal.SIGKILL)  # no chance to stop its children itself
+    served.proc.wait(timeout=10)
+    deadline = time.monotonic() + 40
+    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in children if _alive(pid)]
+    assert not left, f"orphans after SIGKILL of serve: {left}"
+
+
+def test_the_documented_handler_works_as_written(tmp_path: Path, textblob_ctx: Context) -> None:
+    doc = (REPO / "docs" / "containers.md").read_text()
+    example = doc.split("A complete handler:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    handler = textblob_ctx.path / "code" / "documented.py"
+    handler.write_text(example)
+    served = textblob_ctx.serve(tmp_path, free_port(), SAGEMAKER_PROGRAM="documented.py")
+    try:
+        served.wait_ready()
+        status, _, body = served.post(b'{"name": "world"}')
+        assert (status, json.loads(body)) == (200, {"message": "hello, world"})
+        assert served.post(b"{}")[0] == 400
+        assert served.post(b"name=world", "text/csv")[0] == 415
+    finally:
+        assert served.stop() == 0
+        handler.unlink()
