@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import click
 
@@ -12,6 +14,9 @@ if TYPE_CHECKING:
     from ..client import EndpointClient
 
 from ._common import friendly, load, pipeline_arg
+
+if TYPE_CHECKING:
+    from ..client import EndpointClient
 
 
 @click.command()
@@ -105,7 +110,7 @@ def invoke(
     wait_timeout: float,
 ) -> None:
     """Invoke an endpoint (by pipeline file or endpoint name) and print the response body."""
-    from ..client import EndpointClient, InvocationError
+    from ..client import InvocationError
     from ..errors import UsageError
 
     name = target_endpoint
@@ -115,9 +120,10 @@ def invoke(
         region = region or spec.aws.region
     if local and endpoint_url is None:
         endpoint_url = "http://127.0.0.1:8080"
+    client = _client(name, endpoint_url, region)
     if is_async or input_location is not None:
         _invoke_async(
-            EndpointClient(name, endpoint_url=endpoint_url, region_name=region),
+            client,
             input_location=input_location,
             file=file,
             data=data,
@@ -142,7 +148,6 @@ def invoke(
         body = sys.stdin.buffer.read()
     else:
         body = Path(file).read_bytes()
-    client = EndpointClient(name, endpoint_url=endpoint_url, region_name=region)
     try:
         result = client.invoke(
             body,
@@ -157,6 +162,33 @@ def invoke(
     sys.stdout.buffer.write(result.body)
     if not result.body.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
+
+
+def _client(name: str, endpoint_url: str | None, region: str | None) -> EndpointClient:
+    """boto3's client as for AWS; for a gateway on this machine, no AWS account is needed.
+
+    The local gateway checks no signature, so where the AWS chain has no region or credentials
+    (a fresh machine), a loopback endpoint gets us-east-1 and placeholder keys.
+    """
+    import boto3
+
+    from ..client import EndpointClient
+
+    host = urlparse(
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "")
+    ).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return EndpointClient(name, endpoint_url=endpoint_url, region_name=region)
+    session = boto3.Session()
+    placeholder = None if session.get_credentials() is not None else "local"
+    runtime = session.client(
+        "sagemaker-runtime",
+        endpoint_url=endpoint_url,
+        region_name=region or session.region_name or "us-east-1",
+        aws_access_key_id=placeholder,
+        aws_secret_access_key=placeholder,
+    )
+    return EndpointClient(name, client=runtime)
 
 
 def _invoke_async(

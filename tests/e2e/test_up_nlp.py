@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +86,27 @@ def test_serial_scores_spacy_sentences_with_textblob(nlp_serial: Up) -> None:
     assert [s["text"] for s in scored] == doc["sentences"]
     assert scored[0]["polarity"] > 0 > scored[1]["polarity"]
     assert "polarity" in doc["sentiment"] and "subjectivity" in doc["sentiment"]
+
+
+def test_invoke_command_needs_no_aws_account(nlp_serial: Up, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "HOME"} | {
+        "HOME": str(tmp_path)
+    }
+    base = [sys.executable, "-m", "composer", "invoke", nlp_serial.name]
+    ok = subprocess.run(
+        [*base, "--endpoint-url", nlp_serial.url, "--data", '{"text": "I love it. It broke."}'],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["sentences"] == ["I love it.", "It broke."]
+    bad = subprocess.run(
+        [*base, "--target", "spacy", "--data", "{}"],
+        capture_output=True,
+        text=True,
+        env=env | {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": nlp_serial.url},
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ValidationError: ")
+    assert "Traceback" not in bad.stderr
