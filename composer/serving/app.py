@@ -17,6 +17,32 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 log = logging.getLogger("composer_serving")
 
 
+def preferred(header: str, default: str) -> str:
+    """The one type a handler answers for: the caller's first choice by q, wildcards -> default.
+
+    Handlers get a single type (as boto3 callers send), never a list to negotiate over.
+    """
+    choices: list[tuple[float, str]] = []
+    for entry in header.split(","):
+        value = entry.strip()
+        if not value:
+            continue
+        q = 1.0
+        for param in value.split(";")[1:]:
+            key, _, raw = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(raw)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            choices.append((q, value))
+    if not choices:
+        return default
+    best = max(choices, key=lambda c: c[0])[1]  # max keeps the first of equal q
+    return default if media_type(best) == "*/*" else best
+
+
 class ModelState:
     """The loaded model, or why there is none yet."""
 
@@ -63,9 +89,7 @@ class Invocations:
             raise errors.ModelNotReady("the model is loading")
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
-        accept = req.get_header("Accept") or ""
-        if media_type(accept) in ("", "*/*"):
-            accept = self.default_accept
+        accept = preferred(req.get_header("Accept") or "", self.default_accept)
         payload, produced = self.state.handler.transform(
             self.state.model, body, content_type, accept
         )

@@ -397,3 +397,11 @@ def test_the_documented_handler_works_as_written(tmp_path: Path, textblob_ctx: C
     finally:
         assert served.stop() == 0
         handler.unlink()
+
+
+def test_accept_lists_are_answered_with_the_first_choice(spacy: Served) -> None:
+    status, headers, body = spacy.post(
+        b'{"text": "Rome is old."}', Accept="text/csv;q=0.1, application/jsonlines"
+    )
+    assert (status, headers["content-type"]) == (200, "application/jsonlines")
+    assert json.loads(body.decode().splitlines()[0])["entities"][0]["text"] == "Rome"

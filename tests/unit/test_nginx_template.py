@@ -1,4 +1,4 @@
-"""The nginx template and serve's settings, checked without starting anything."""
+"""The nginx template, serve's settings and the Accept choice, checked without starting anything."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import crossplane
 import pytest
 
 from composer.render.nginx import MAX_BODY, render_nginx_template
+from composer.serving.app import preferred
 from composer.serving.serve import (
     DEFAULT_PORT,
     PLACEHOLDERS,
@@ -196,3 +197,20 @@ def test_preload_env_wins_over_the_handler(clean_env: pytest.MonkeyPatch, tmp_pa
 def test_a_missing_handler_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no handler module at .*nope\.py"):
         handler_preload(tmp_path / "nope.py")
+
+
+@pytest.mark.parametrize(
+    ("header", "chosen"),
+    [
+        ("", "application/json"),
+        ("*/*", "application/json"),
+        ("application/jsonlines", "application/jsonlines"),
+        ("application/json; charset=utf-8", "application/json; charset=utf-8"),
+        ("text/csv;q=0.1, application/jsonlines", "application/jsonlines"),
+        ("text/csv, application/json", "text/csv"),
+        ("*/*;q=0.5, text/plain;q=0", "application/json"),
+        ("text/csv;q=abc", "application/json"),
+    ],
+)
+def test_handlers_get_the_callers_first_choice(header: str, chosen: str) -> None:
+    assert preferred(header, "application/json") == chosen
