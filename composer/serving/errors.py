@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import falcon
@@ -96,3 +97,39 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(ServingError, handle_serving_error)
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def answer_stopped_worker(app: WSGIApp) -> WSGIApp:
+    """JSON instead of gunicorn's HTML 500 when a worker is stopped mid-request.
+
+    gunicorn stops a sync worker that runs past its timeout by raising SystemExit inside the
+    handler; the worker still sends what we return here, then exits and is replaced.
+    """
+    timeout = os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or "60"
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return app(environ, start_response)
+        except SystemExit:
+            log.error(
+                "%s %s: the worker was stopped before answering (timeout %s s)",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                timeout,
+                exc_info=True,
+            )
+            body = error_body(
+                f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({timeout} s); "
+                "the worker handling it was replaced",
+                "Timeout",
+            )
+            start_response(
+                "504 Gateway Timeout",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+
+    return guarded

@@ -1,5 +1,6 @@
 """gunicorn's entry point: `composer_serving.wsgi:application`."""
 
 from .app import create_app
+from .errors import answer_stopped_worker
 
-application = create_app()
+application = answer_stopped_worker(create_app())

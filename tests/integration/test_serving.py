@@ -405,3 +405,39 @@ def test_accept_lists_are_answered_with_the_first_choice(spacy: Served) -> None:
     )
     assert (status, headers["content-type"]) == (200, "application/jsonlines")
     assert json.loads(body.decode().splitlines()[0])["entities"][0]["text"] == "Rome"
+
+
+SLOW_HANDLER = """
+import time
+
+
+def model_fn(model_dir):
+    return None
+
+
+def predict_fn(data, model):
+    time.sleep(data.get("sleep", 0))
+    return data
+"""
+
+
+def test_a_request_past_the_timeout_is_a_json_504(tmp_path: Path, textblob_ctx: Context) -> None:
+    handler = textblob_ctx.path / "code" / "slow.py"
+    handler.write_text(SLOW_HANDLER)
+    served = textblob_ctx.serve(
+        tmp_path,
+        free_port(),
+        SAGEMAKER_PROGRAM="slow.py",
+        SAGEMAKER_MODEL_SERVER_TIMEOUT="1",
+        SAGEMAKER_MODEL_SERVER_WORKERS="1",
+    )
+    try:
+        served.wait_ready()
+        status, headers, body = served.post(b'{"sleep": 30}')
+        assert (status, headers["content-type"]) == (504, "application/json"), body
+        answer = json.loads(body)
+        assert answer["type"] == "Timeout" and "(1 s)" in answer["error"]
+        assert served.post(b'{"sleep": 0}')[0] == 200, "a fresh worker took over"
+    finally:
+        assert served.stop() == 0
+        handler.unlink()
