@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -441,3 +443,22 @@ def test_a_request_past_the_timeout_is_a_json_504(tmp_path: Path, textblob_ctx: 
     finally:
         assert served.stop() == 0
         handler.unlink()
+
+
+def test_spacy_model_archive_is_flat_plain_and_reproducible(tmp_path: Path) -> None:
+    out = tmp_path / "model.tar.gz"
+    script = [sys.executable, str(REPO / "scripts" / "make-spacy-model.py"), str(out)]
+    subprocess.run(script, check=True, capture_output=True)
+    with tarfile.open(out, "r:gz") as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names) and {"config.cfg", "meta.json", "ner/model"} <= set(names)
+    assert all(m.isfile() or m.isdir() for m in members), "no links or devices"
+    assert {(m.uid, m.gid, m.mtime) for m in members} == {(0, 0, 0)}
+    assert not [n for n in names if n.startswith(("/", "..")) or "/../" in n]
+    made = out.stat().st_mtime_ns
+    subprocess.run(script, check=True, capture_output=True)
+    assert out.stat().st_mtime_ns == made, "a valid archive is left alone"
+    shipped = REPO / "artifacts" / "spacy-model.tar.gz"
+    if shipped.is_file():
+        assert shipped.read_bytes() == out.read_bytes(), "same wheel, same bytes"
