@@ -48,7 +48,7 @@ def _texts(count: int, pad: int = 0) -> bytes:
 
 def _run(folder: Path, options: TransformOptions, src: Path) -> TransformResult:
     if not (REPO / "artifacts" / "spacy-model.tar.gz").is_file():
-        pytest.skip("artifacts/spacy-model.tar.gz missing: run scripts/make-spacy-model.sh")
+        pytest.skip("artifacts/spacy-model.tar.gz missing: run scripts/setup.sh")
     pipeline = load_pipeline(nlp_pipeline(folder, "Serial"))
     result = asyncio.run(transform_local(pipeline, options, str(src), str(folder / "out")))
     print(f"\n{src.name}: {result.summary()}")
