@@ -216,6 +216,13 @@ def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
             "asynchronous inference needs a single-container pipeline (SageMaker supports "
             "neither Direct nor Serial multi-container endpoints for async)",
         )
+    if pipeline.transform is not None and pipeline.mode == "Direct":
+        yield (
+            ("transform",),
+            "got transform with a Direct pipeline; batch transform needs a Serial or "
+            "single-container pipeline (SageMaker's Direct multi-container endpoints are "
+            "real-time only)",
+        )
     multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
     if len(multi) > 1:
         yield (

@@ -270,6 +270,21 @@ CATALOGUE: list[tuple[str, str, list[tuple[int, str, str]]]] = [
         """,
         [(7, "async", "asynchronous inference needs a single-container pipeline")],
     ),
+    (
+        "transform with Direct",
+        """
+        name: x
+        mode: Direct
+        containers:
+          - hostname: a
+            build: containers/a
+          - hostname: b
+            build: containers/b
+        transform:
+          instance_count: 2
+        """,
+        [(8, "transform", "batch transform needs a Serial or single-container pipeline")],
+    ),
     ("yaml syntax error", "name: x\ncontainers: [\n  - a: 1\n", [(3, "", "YAML syntax error")]),
     ("not a mapping", "- 1\n- 2\n", [(1, "", "a pipeline file is a mapping")]),
 ]
