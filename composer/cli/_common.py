@@ -6,12 +6,15 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import ComposerError, SpecError
 from ..spec import Pipeline, load_pipeline
+
+if TYPE_CHECKING:
+    from ..runners.local import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,3 +55,19 @@ def load(path: str) -> Pipeline:
 
 
 pipeline_arg = click.argument("pipeline", type=click.Path(dir_okay=False))
+
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["podman", "docker"]),
+    default=None,
+    help="Run the built images with this OCI engine instead of local processes.",
+)
+
+
+def runner_for(engine: str | None) -> Runner | None:
+    """The runner of `--engine`: None keeps the default process runner."""
+    if engine is None:
+        return None
+    from ..runners.oci import EngineRunner
+
+    return EngineRunner(engine)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..batch import TransformOptions
     from ..spec import Pipeline
 
-from ._common import friendly, load, pipeline_arg
+from ._common import engine_option, friendly, load, pipeline_arg, runner_for
 
 
 @click.command()
@@ -83,12 +83,7 @@ from ._common import friendly, load, pipeline_arg
     default=None,
     help="Retries of a request that failed on the server side (default the spec's, else 3).",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["podman", "docker"]),
-    default=None,
-    help="Run the built images with this OCI engine instead of local processes.",
-)
+@engine_option
 @click.option(
     "--on-sagemaker", is_flag=True, help="Run as a SageMaker transform job (CreateTransformJob)."
 )
@@ -196,13 +191,8 @@ def _local(
 
     from ..batch import transform_local
     from ..batch.progress import RichProgress
-    from ..runners.local import Runner
 
-    runner: Runner | None = None
-    if engine is not None:
-        from ..runners.oci import EngineRunner
-
-        runner = EngineRunner(engine)
+    runner = runner_for(engine)
     console = Console(stderr=True, highlight=False)
     with RichProgress(console) as progress:
         result = asyncio.run(

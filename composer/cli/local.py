@@ -13,7 +13,7 @@ import click
 if TYPE_CHECKING:
     from ..client import EndpointClient
 
-from ._common import friendly, load, pipeline_arg
+from ._common import engine_option, friendly, load, pipeline_arg, runner_for
 
 if TYPE_CHECKING:
     from ..client import EndpointClient
@@ -28,23 +28,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="Gateway address; loopback unless you mean to share it.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["podman", "docker"]),
-    default=None,
-    help="Run the built images with this OCI engine instead of local processes.",
-)
+@engine_option
 @friendly
 def up(pipeline: str, port: int, host: str, engine: str | None) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
-    from ..runners.local import Runner, run_up
+    from ..runners.local import run_up
 
     spec = load(pipeline)
-    runner: Runner | None = None
-    if engine is not None:
-        from ..runners.oci import EngineRunner
-
-        runner = EngineRunner(engine)
+    runner = runner_for(engine)
     sys.exit(run_up(spec, host=host, port=port, runner=runner))
 
 
