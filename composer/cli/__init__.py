@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
+from . import aws, batch, images, local
 from ._main import cli
 
-
-def _register() -> None:
-    # Each feature's commands live in their own module; optional ones register when present.
-    import importlib
-
-    for name in ("local", "aws", "images", "batch"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        for command in getattr(module, "COMMANDS", ()):
-            cli.add_command(command)
-
-
-_register()
+for _module in (local, images, aws, batch):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def main() -> None:
