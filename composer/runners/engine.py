@@ -305,6 +305,38 @@ class Engine:
             raise self._failure(["run", name], proc.returncode, proc.stderr or proc.stdout)
         return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else name
 
+    def run_argv(
+        self,
+        name: str,
+        image: str,
+        *,
+        args: Sequence[str] = ("serve",),
+        env: Mapping[str, str] | None = None,
+        model_dir: Path | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[list[str], dict[str, str]]:
+        """Command line and environment of an attached, self-removing run (for supervisors).
+
+        As with `run`, values travel in the engine's environment (`--env NAME`), never on the
+        command line. A restart under the same name replaces what a crash left behind.
+        """
+        cmd = [self.binary, "run", "--rm", "--name", name, "--network", "host"]
+        if self.name == "podman":
+            cmd.append("--replace")
+        for key in sorted(env or {}):
+            cmd += ["--env", key]
+        for key, value in sorted((labels or {}).items()):
+            cmd += ["--label", f"{key}={value}"]
+        if model_dir is not None:
+            source = _check_mount_source(model_dir)
+            cmd += ["--mount", f"type=bind,source={source},target={MODEL_DIR},readonly"]
+        cmd += [*_extra_args(RUN_ARGS_ENV), image, *args]
+        return cmd, {**os.environ, **(env or {})}
+
+    def stop_argv(self, name: str, timeout: int = SAGEMAKER_STOP_TIMEOUT) -> list[str]:
+        """SIGTERM, then SIGKILL after `timeout` seconds, as a command line for supervisors."""
+        return [self.binary, "stop", "--time", str(timeout), name]
+
     def container_exists(self, name: str) -> bool:
         return self._run(["container", "inspect", name], check=False).returncode == 0
 

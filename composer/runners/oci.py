@@ -1,0 +1,133 @@
+"""Real images: built per container, run as SageMaker runs them, pushed where deploy finds them.
+
+`EngineRunner` plugs into the same supervisor and gateway as the process runner: each container
+is an attached `ENGINE run --rm --network host ... IMAGE serve`, with its own
+SAGEMAKER_BIND_TO_PORT (all containers share the host's network, as on one SageMaker instance)
+and its model data mounted read-only at /opt/ml/model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..render.context import write_build_context
+from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
+from ..render.sagemaker import image_repository
+from ..spec.models import Pipeline
+from .engine import Engine, EngineError
+from .local import Prepared, container_env, free_port, state_dir
+from .modeldata import prepare_model_dir
+
+#: Base image used when --base-image is not given; machines without Docker Hub set it.
+BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"
+
+
+def default_base_image(pipeline: Pipeline, explicit: str | None = None) -> str:
+    return explicit or os.environ.get(BASE_IMAGE_ENV) or pipeline.base_image
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    hostname: str
+    ref: str
+    built: bool  # False when an image with this content hash already existed
+
+
+def build_images(
+    engine: Engine,
+    pipeline: Pipeline,
+    *,
+    base_image: str | None = None,
+    tag: str | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[BuiltImage]:
+    """Build every `build:` container as `<ecr prefix>-<hostname>:<tag>`; check its labels.
+
+    The default tag is the build context's content hash (the base image is part of the
+    Dockerfile), so an unchanged context is not built again.
+    """
+    base = default_base_image(pipeline, base_image)
+    out: list[BuiltImage] = []
+    for c in pipeline.containers:
+        if c.build is None:
+            continue
+        ctx = write_build_context(
+            pipeline, c, state_dir(pipeline) / "build" / c.hostname, base_image=base
+        )
+        ref = f"{image_repository(pipeline, c.hostname)}:{tag or ctx.tag}"
+        built = False
+        if tag is not None or not engine.image_exists(ref):
+            progress(f"{c.hostname}: building {ref}")
+            engine.build(ctx.path, ref, on_line=_prefixed(progress, c.hostname))
+            built = True
+        labels = engine.inspect_labels(ref)
+        wanted = [BIND_TO_PORT_LABEL] + ([MULTI_MODEL_LABEL] if c.multi_model else [])
+        missing = [label for label in wanted if labels.get(label) != "true"]
+        if missing:
+            needed = ", ".join(f"{m}=true" for m in missing)
+            raise EngineError(f"{ref}: got labels {labels}; SageMaker needs {needed}")
+        out.append(BuiltImage(c.hostname, ref, built))
+    return out
+
+
+def _prefixed(progress: Callable[[str], None], hostname: str) -> Callable[[str], None]:
+    return lambda line: progress(f"{hostname}: {line}")
+
+
+def container_name(pipeline: Pipeline, hostname: str, port: int) -> str:
+    digest = hashlib.sha256(str(state_dir(pipeline)).encode()).hexdigest()[:6]
+    return f"sm-compose-{pipeline.name}-{hostname}-{digest}-{port}"
+
+
+@dataclass
+class EngineRunner:
+    """Runs each container's image with Podman or Docker, as SageMaker runs it."""
+
+    engine_name: str
+    base_image: str | None = None
+    listen_host: str = "127.0.0.1"
+    _engine: Engine | None = field(default=None, init=False)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine(self.engine_name)
+        return self._engine
+
+    def prepare(
+        self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
+    ) -> list[Prepared]:
+        engine = self.engine
+        refs = {
+            b.hostname: b.ref
+            for b in build_images(engine, pipeline, base_image=self.base_image, progress=progress)
+        }
+        work = state_dir(pipeline)
+        out: list[Prepared] = []
+        for index, c in enumerate(pipeline.containers):
+            if c.image is not None:
+                refs[c.hostname] = c.image
+                if not engine.image_exists(c.image):
+                    progress(f"{c.hostname}: pulling {c.image}")
+                    engine.pull(c.image)
+            source = None
+            if c.model_data is not None and not c.model_data.startswith("s3://"):
+                source = pipeline.resolve(c.model_data)
+            model_dir = prepare_model_dir(c.model_data, source, work / "models" / c.hostname)
+            port = free_port(self.listen_host)
+            env = container_env(c, index, port)
+            env["COMPOSER_LISTEN_HOST"] = self.listen_host  # host network: stay on loopback
+            name = container_name(pipeline, c.hostname, port)
+            argv, child_env = engine.run_argv(
+                name,
+                refs[c.hostname],
+                env=env,
+                model_dir=Path(model_dir),
+                labels={"sm-compose.endpoint": pipeline.name, "sm-compose.hostname": c.hostname},
+            )
+            out.append(Prepared(c, argv, child_env, None, port, engine.stop_argv(name)))
+        return out
