@@ -85,7 +85,7 @@ def _missing(exc: ClientError) -> bool:
     )
 
 
-def _fail(what: str, exc: Exception) -> DeployError:
+def aws_failure(what: str, exc: Exception) -> DeployError:
     if isinstance(exc, ClientError):
         return DeployError(f"{what}: {_code(exc)}: {_message(exc)}")
     return DeployError(f"{what}: {exc}")
@@ -105,7 +105,7 @@ def describe_endpoint(clients: Clients, name: str) -> dict[str, Any] | None:
     except ClientError as exc:
         if _missing(exc):
             return None
-        raise _fail(f"DescribeEndpoint {name}", exc) from None
+        raise aws_failure(f"DescribeEndpoint {name}", exc) from None
 
 
 def _describe_config(clients: Clients, name: str) -> dict[str, Any] | None:
@@ -114,16 +114,16 @@ def _describe_config(clients: Clients, name: str) -> dict[str, Any] | None:
     except ClientError as exc:
         if _missing(exc):
             return None
-        raise _fail(f"DescribeEndpointConfig {name}", exc) from None
+        raise aws_failure(f"DescribeEndpointConfig {name}", exc) from None
 
 
-def _model_exists(clients: Clients, name: str) -> bool:
+def model_exists(clients: Clients, name: str) -> bool:
     try:
         clients.sagemaker.describe_model(ModelName=name)
     except ClientError as exc:
         if _missing(exc):
             return False
-        raise _fail(f"DescribeModel {name}", exc) from None
+        raise aws_failure(f"DescribeModel {name}", exc) from None
     return True
 
 
@@ -157,30 +157,30 @@ def _scalable_target(clients: Clients, resource: str) -> dict[str, Any] | None:
 # --- deploy -----------------------------------------------------------------------------------
 
 
-def _bucket(plan: Plan, clients: Clients, reporter: Reporter) -> str:
+def ensure_bucket(plan: Plan, clients: Clients, reporter: Reporter) -> str:
     if plan.pipeline.aws.s3_bucket:
         return plan.pipeline.aws.s3_bucket
     try:
         account = str(clients.sts.get_caller_identity()["Account"])
     except (ClientError, BotoCoreError) as exc:
-        raise _fail("GetCallerIdentity (to name the default bucket)", exc) from None
+        raise aws_failure("GetCallerIdentity (to name the default bucket)", exc) from None
     bucket = default_bucket(clients.region, account)
     try:
         clients.s3.head_bucket(Bucket=bucket)
         return bucket
     except ClientError as exc:
         if _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
-            raise _fail(f"HeadBucket {bucket}", exc) from None
+            raise aws_failure(f"HeadBucket {bucket}", exc) from None
     reporter.say(f"s3://{bucket}: creating SageMaker's default bucket")
     try:
         clients.s3.create_bucket(**create_bucket_params(bucket, clients.region))
     except ClientError as exc:
         if _code(exc) != "BucketAlreadyOwnedByYou":
-            raise _fail(f"CreateBucket {bucket}", exc) from None
+            raise aws_failure(f"CreateBucket {bucket}", exc) from None
     return bucket
 
 
-def _upload(
+def upload_model_data(
     plan: Plan, clients: Clients, bucket: str, outcome: Outcome, reporter: Reporter
 ) -> None:
     for item in plan.uploads:
@@ -193,7 +193,7 @@ def _upload(
                 continue
         except ClientError as exc:
             if _code(exc) not in {"404", "NoSuchKey", "NotFound"}:
-                raise _fail(f"HeadObject {url}", exc) from None
+                raise aws_failure(f"HeadObject {url}", exc) from None
         reporter.say(f"{item.hostname}: uploading {item.archive} ({item.size} bytes) to {url}")
         try:
             clients.s3.upload_file(
@@ -203,23 +203,25 @@ def _upload(
                 ExtraArgs={"Metadata": {DIGEST_METADATA: item.sha256}},
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _fail(f"upload to {url}", exc) from None
+            raise aws_failure(f"upload to {url}", exc) from None
         outcome.uploaded.append(url)
 
 
 def _create_missing(requests: Requests, clients: Clients, outcome: Outcome) -> None:
     sm = clients.sagemaker
-    if not _model_exists(clients, requests.model_name):
+    if not model_exists(clients, requests.model_name):
         try:
             sm.create_model(**requests.model)
         except ClientError as exc:
-            raise _fail(f"CreateModel {requests.model_name}", exc) from None
+            raise aws_failure(f"CreateModel {requests.model_name}", exc) from None
         outcome.created.append(f"model {requests.model_name}")
     if _describe_config(clients, requests.endpoint_config_name) is None:
         try:
             sm.create_endpoint_config(**requests.endpoint_config)
         except ClientError as exc:
-            raise _fail(f"CreateEndpointConfig {requests.endpoint_config_name}", exc) from None
+            raise aws_failure(
+                f"CreateEndpointConfig {requests.endpoint_config_name}", exc
+            ) from None
         outcome.created.append(f"endpoint config {requests.endpoint_config_name}")
 
 
@@ -289,7 +291,7 @@ def _deregister(clients: Clients, resource: str, outcome: Outcome) -> None:
         )
     except ClientError as exc:
         if _code(exc) != "ObjectNotFoundException":
-            raise _fail(f"DeregisterScalableTarget {resource}", exc) from None
+            raise aws_failure(f"DeregisterScalableTarget {resource}", exc) from None
         return
     outcome.deleted.append(f"scalable target {resource}")
 
@@ -323,7 +325,7 @@ def sync_autoscaling(pipeline: Pipeline, clients: Clients, outcome: Outcome) -> 
             aas.put_scaling_policy(**policy)
             outcome.created.append(f"scaling policy {policy['PolicyName']}")
     except ClientError as exc:
-        raise _fail(f"autoscaling of {resource}", exc) from None
+        raise aws_failure(f"autoscaling of {resource}", exc) from None
 
 
 def _delete_model(clients: Clients, name: str, outcome: Outcome) -> None:
@@ -331,7 +333,7 @@ def _delete_model(clients: Clients, name: str, outcome: Outcome) -> None:
         clients.sagemaker.delete_model(ModelName=name)
     except ClientError as exc:
         if not _missing(exc):
-            raise _fail(f"DeleteModel {name}", exc) from None
+            raise aws_failure(f"DeleteModel {name}", exc) from None
         return
     outcome.deleted.append(f"model {name}")
 
@@ -341,7 +343,7 @@ def _delete_config(clients: Clients, name: str, outcome: Outcome) -> None:
         clients.sagemaker.delete_endpoint_config(EndpointConfigName=name)
     except ClientError as exc:
         if not _missing(exc):
-            raise _fail(f"DeleteEndpointConfig {name}", exc) from None
+            raise aws_failure(f"DeleteEndpointConfig {name}", exc) from None
         return
     outcome.deleted.append(f"endpoint config {name}")
 
@@ -371,8 +373,8 @@ def deploy(
     pipeline = plan.pipeline
     name = pipeline.name
     outcome = Outcome(endpoint=name)
-    bucket = _bucket(plan, clients, reporter) if plan.needs_bucket else "unused"
-    _upload(plan, clients, bucket, outcome, reporter)
+    bucket = ensure_bucket(plan, clients, reporter) if plan.needs_bucket else "unused"
+    upload_model_data(plan, clients, bucket, outcome, reporter)
     requests = plan.requests(bucket)
 
     current = describe_endpoint(clients, name)
@@ -412,7 +414,7 @@ def deploy(
                 )
                 outcome.action = "updated"
         except ClientError as exc:
-            raise _fail(
+            raise aws_failure(
                 f"{'CreateEndpoint' if current is None else 'UpdateEndpoint'}", exc
             ) from None
         reporter.say(
@@ -475,14 +477,14 @@ def delete(
         for variant in sorted(variants):
             _deregister(clients, autoscaling.resource_id(name, variant), outcome)
     except ClientError as exc:
-        raise _fail("deregistering autoscaling", exc) from None
+        raise aws_failure("deregistering autoscaling", exc) from None
     if current is not None:
         try:
             clients.sagemaker.delete_endpoint(EndpointName=name)
             outcome.deleted.append(f"endpoint {name}")
         except ClientError as exc:
             if not _missing(exc):
-                raise _fail(f"DeleteEndpoint {name}", exc) from None
+                raise aws_failure(f"DeleteEndpoint {name}", exc) from None
         if wait:
             wait_for_endpoint(
                 clients, name, reporter, poll_interval=poll_interval, timeout=timeout, gone=True

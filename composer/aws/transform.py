@@ -21,7 +21,15 @@ from ..errors import UsageError
 from ..render.sagemaker import PLACEHOLDER_ACCOUNT, default_bucket
 from ..spec.models import NAME_RULE, Pipeline
 from .clients import Clients
-from .deploy import DeployError, Outcome, Reporter, _bucket, _fail, _model_exists, _upload
+from .deploy import (
+    DeployError,
+    Outcome,
+    Reporter,
+    aws_failure,
+    ensure_bucket,
+    model_exists,
+    upload_model_data,
+)
 from .plan import Plan, redact
 
 DONE = {"Completed", "Failed", "Stopped"}
@@ -146,17 +154,17 @@ def dry_run_document(
 
 def ensure_model(plan: Plan, clients: Clients, reporter: Reporter) -> str:
     """The name of the pipeline's model on SageMaker, created (as deploy would) if missing."""
-    bucket = _bucket(plan, clients, reporter) if plan.needs_bucket else "unused"
+    bucket = ensure_bucket(plan, clients, reporter) if plan.needs_bucket else "unused"
     requests = plan.requests(bucket)
     name = requests.model_name
-    if _model_exists(clients, name):
+    if model_exists(clients, name):
         reporter.say(f"model {name}: found")
         return name
-    _upload(plan, clients, bucket, Outcome(endpoint=plan.pipeline.name), reporter)
+    upload_model_data(plan, clients, bucket, Outcome(endpoint=plan.pipeline.name), reporter)
     try:
         clients.sagemaker.create_model(**requests.model)
     except ClientError as exc:
-        raise _fail(f"CreateModel {name}", exc) from None
+        raise aws_failure(f"CreateModel {name}", exc) from None
     reporter.say(f"model {name}: created")
     return name
 
@@ -165,7 +173,7 @@ def describe_job(clients: Clients, name: str) -> dict[str, Any]:
     try:
         return dict(clients.sagemaker.describe_transform_job(TransformJobName=name))
     except ClientError as exc:
-        raise _fail(f"DescribeTransformJob {name}", exc) from None
+        raise aws_failure(f"DescribeTransformJob {name}", exc) from None
 
 
 def wait_for_job(
@@ -217,7 +225,7 @@ def run_transform_job(
     try:
         clients.sagemaker.create_transform_job(**request)
     except ClientError as exc:
-        raise _fail(f"CreateTransformJob {name}", exc) from None
+        raise aws_failure(f"CreateTransformJob {name}", exc) from None
     reporter.say(f"transform job {name}: created (model {model})")
     if not wait:
         return describe_job(clients, name)
