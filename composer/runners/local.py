@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +57,18 @@ def container_env(container: Container, index: int, port: int) -> dict[str, str]
     return env
 
 
+def model_dir_for(
+    pipeline: Pipeline, container: Container, progress: Callable[[str], None]
+) -> Path:
+    """The container's /opt/ml/model: its model data extracted (or downloaded) as SageMaker does."""
+    data = container.model_data
+    source = pipeline.resolve(data) if data is not None and not data.startswith("s3://") else None
+    if data is not None:
+        progress(f"{container.hostname}: preparing model data")
+    work = state_dir(pipeline) / "models" / container.hostname
+    return prepare_model_dir(data, source, work)
+
+
 @dataclass
 class Prepared:
     """A container ready to start: how to run it and where."""
@@ -82,7 +94,6 @@ class ProcessRunner:
     """Runs `serve` from each build context in a cached environment: no engine needed."""
 
     listen_host: str = "127.0.0.1"
-    _nginx: str = field(default="", init=False)
 
     def prepare(
         self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
@@ -106,12 +117,7 @@ class ProcessRunner:
             env_dir = ensure_env(
                 ctx.path / "requirements.txt", label=c.hostname, on_progress=progress
             )
-            source = None
-            if c.model_data is not None and not c.model_data.startswith("s3://"):
-                source = pipeline.resolve(c.model_data)
-            if c.model_data is not None:
-                progress(f"{c.hostname}: preparing model data")
-            model_dir = prepare_model_dir(c.model_data, source, work / "models" / c.hostname)
+            model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
             env = _base_env()
             env.update(container_env(c, index, port))

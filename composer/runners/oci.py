@@ -19,8 +19,7 @@ from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
 from .engine import Engine, EngineError
-from .local import Prepared, container_env, free_port, state_dir
-from .modeldata import prepare_model_dir
+from .local import Prepared, container_env, free_port, model_dir_for, state_dir
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
 BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"
@@ -106,7 +105,6 @@ class EngineRunner:
             b.hostname: b.ref
             for b in build_images(engine, pipeline, base_image=self.base_image, progress=progress)
         }
-        work = state_dir(pipeline)
         out: list[Prepared] = []
         for index, c in enumerate(pipeline.containers):
             if c.image is not None:
@@ -114,10 +112,7 @@ class EngineRunner:
                 if not engine.image_exists(c.image):
                     progress(f"{c.hostname}: pulling {c.image}")
                     engine.pull(c.image)
-            source = None
-            if c.model_data is not None and not c.model_data.startswith("s3://"):
-                source = pipeline.resolve(c.model_data)
-            model_dir = prepare_model_dir(c.model_data, source, work / "models" / c.hostname)
+            model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
             env = container_env(c, index, port)
             env["COMPOSER_LISTEN_HOST"] = self.listen_host  # host network: stay on loopback
