@@ -6,8 +6,10 @@ or the AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME environment variable that boto3 itself
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +143,19 @@ def _from_client_error(e: ClientError) -> InvocationError:
     )
 
 
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """botocore's failures as InvocationError subclasses carrying SageMaker's fields."""
+    try:
+        yield
+    except ClientError as e:
+        raise _from_client_error(e) from None
+    except ParamValidationError as e:
+        raise ValidationError("ParamValidationError", str(e)) from None
+    except BotoCoreError as e:
+        raise InvocationError(type(e).__name__, str(e)) from None
+
+
 class EndpointClient:
     """One endpoint; `invoke` returns an InvokeResult or raises an InvocationError."""
 
@@ -195,14 +210,8 @@ class EndpointClient:
             params["CustomAttributes"] = custom_attributes
         if inference_id is not None:
             params["InferenceId"] = inference_id
-        try:
+        with _translated():
             r = self.client.invoke_endpoint(**params)
-        except ClientError as e:
-            raise _from_client_error(e) from None
-        except ParamValidationError as e:
-            raise ValidationError("ParamValidationError", str(e)) from None
-        except BotoCoreError as e:
-            raise InvocationError(type(e).__name__, str(e)) from None
         return InvokeResult(
             body=r["Body"].read(),
             content_type=r.get("ContentType", ""),
@@ -236,14 +245,8 @@ class EndpointClient:
             "InvocationTimeoutSeconds": invocation_timeout_seconds,
         }
         params.update({k: v for k, v in optional.items() if v is not None})
-        try:
+        with _translated():
             r = self.client.invoke_endpoint_async(**params)
-        except ClientError as e:
-            raise _from_client_error(e) from None
-        except ParamValidationError as e:
-            raise ValidationError("ParamValidationError", str(e)) from None
-        except BotoCoreError as e:
-            raise InvocationError(type(e).__name__, str(e)) from None
         return AsyncInvocation(
             inference_id=str(r.get("InferenceId", "")),
             output_location=str(r["OutputLocation"]),
