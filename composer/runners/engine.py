@@ -347,15 +347,35 @@ class Engine:
         )
         return proc.stdout.strip() if proc.returncode == 0 else None
 
+    def containers_labelled(self, key: str, value: str) -> list[str]:
+        """Names of the containers (running or not) that carry label `key=value`."""
+        out = self._run(
+            ["ps", "--all", "--filter", f"label={key}={value}", "--format", "{{.Names}}"]
+        ).stdout
+        return [name for name in out.split() if name]
+
+    def container_labels(self, name: str) -> dict[str, str] | None:
+        """A container's labels; None when it no longer exists."""
+        proc = self._run(
+            ["container", "inspect", "--format", "{{json .Config.Labels}}", name], check=False
+        )
+        if proc.returncode != 0:
+            return None
+        labels = json.loads(proc.stdout.strip() or "null")
+        return {str(k): str(v) for k, v in (labels or {}).items()}
+
     def stop(self, name: str, timeout: int = SAGEMAKER_STOP_TIMEOUT) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds, as SageMaker stops containers."""
         self._run(["stop", "--time", str(timeout), name], timeout=timeout + 60)
 
     def rm(self, name: str, *, force: bool = False, missing_ok: bool = True) -> None:
-        """Remove a container; with `force` a running one is killed first."""
+        """Remove a container; with `force` a running one is killed first (SIGKILL, no wait)."""
         if missing_ok and not self.container_exists(name):
             return
-        self._run(["rm", *(["--force"] if force else []), name])
+        flags = ["--force"] if force else []
+        if force and self.name == "podman":
+            flags += ["--time", "0"]  # Podman would first wait 10 s for SIGTERM; Docker kills
+        self._run(["rm", *flags, name])
 
     def logs(self, name: str) -> str:
         """Everything the container wrote so far, stdout and stderr interleaved."""

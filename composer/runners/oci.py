@@ -23,6 +23,12 @@ from .local import Prepared, container_env, free_port, model_dir_for, state_dir
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
 BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"
+ENDPOINT_LABEL = "sm-compose.endpoint"
+HOSTNAME_LABEL = "sm-compose.hostname"
+#: Which working folder (hence which `up`) a container belongs to, and the pid that started it:
+#: a container whose starter is gone is a leftover of a crash and is removed at the next start.
+STATE_LABEL = "sm-compose.state"
+OWNER_LABEL = "sm-compose.owner-pid"
 
 
 def default_base_image(pipeline: Pipeline, explicit: str | None = None) -> str:
@@ -77,9 +83,44 @@ def _prefixed(progress: Callable[[str], None], hostname: str) -> Callable[[str],
     return lambda line: progress(f"{hostname}: {line}")
 
 
+def state_id(pipeline: Pipeline) -> str:
+    """Short and stable per working folder, so two checkouts of one pipeline never collide."""
+    return hashlib.sha256(str(state_dir(pipeline)).encode()).hexdigest()[:12]
+
+
 def container_name(pipeline: Pipeline, hostname: str, port: int) -> str:
-    digest = hashlib.sha256(str(state_dir(pipeline)).encode()).hexdigest()[:6]
-    return f"sm-compose-{pipeline.name}-{hostname}-{digest}-{port}"
+    return f"sm-compose-{pipeline.name}-{hostname}-{state_id(pipeline)[:6]}-{port}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(
+    engine: Engine, pipeline: Pipeline, progress: Callable[[str], None] = lambda _msg: None
+) -> list[str]:
+    """Remove this pipeline's containers whose `sm-compose` is gone (killed before its clean-up).
+
+    Containers of a live run (another `up` or `transform` of the same folder) are left alone.
+    """
+    removed: list[str] = []
+    for name in engine.containers_labelled(STATE_LABEL, state_id(pipeline)):
+        labels = engine.container_labels(name)
+        if labels is None:
+            continue  # removed meanwhile (--rm)
+        owner = labels.get(OWNER_LABEL, "")
+        if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
+            continue
+        progress(f"removing leftover container {name}")
+        engine.rm(name, force=True)
+        removed.append(name)
+    return removed
 
 
 @dataclass
@@ -101,6 +142,7 @@ class EngineRunner:
         self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
     ) -> list[Prepared]:
         engine = self.engine
+        remove_leftovers(engine, pipeline, progress)
         refs = {
             b.hostname: b.ref
             for b in build_images(engine, pipeline, base_image=self.base_image, progress=progress)
@@ -122,7 +164,12 @@ class EngineRunner:
                 refs[c.hostname],
                 env=env,
                 model_dir=Path(model_dir),
-                labels={"sm-compose.endpoint": pipeline.name, "sm-compose.hostname": c.hostname},
+                labels={
+                    ENDPOINT_LABEL: pipeline.name,
+                    HOSTNAME_LABEL: c.hostname,
+                    STATE_LABEL: state_id(pipeline),
+                    OWNER_LABEL: str(os.getpid()),
+                },
             )
             out.append(Prepared(c, argv, child_env, None, port, engine.stop_argv(name)))
         return out
