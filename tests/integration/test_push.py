@@ -66,6 +66,7 @@ def test_push_to_a_registry_records_digests_that_deploy_uses(
             assert f"{hostname}: {uri}" in proc.stdout
             local = engine.pull(uri, tls_verify=False)  # pulled back by digest
             assert engine.inspect_labels(uri) == engine.inspect_labels(local)
+            engine.remove_image(uri)  # the built tag keeps the layers; this name goes
     pipeline.write_text(
         pipeline.read_text()
         + "aws:\n  region: us-east-1\n  role_arn: arn:aws:iam::123456789012:role/SageMaker\n"
