@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Benchmarks, side by side in one run: through the gateway vs straight to the container, and our
+"""Benchmarks, side by side in one run: through the gateway vs straight to a container, and our
 serving stack (nginx -> gunicorn -> falcon) vs the classic one (nginx -> gunicorn -> Flask).
 
 Usage: .venv/bin/python scripts/bench.py [--seconds 5] [--no-write]
-Loads go to loopback only and are bounded in time. The load generator is Apache Bench (`ab`,
-Debian's apache2-utils, installed when missing). Results go into docs/benchmarks.md between
-its markers, so a re-run refreshes the page.
+
+Loads go to loopback only, bounded in time. The load generator is wrk (Debian's package,
+installed when missing) with scripts/bench/post.lua. The table goes into docs/benchmarks.md
+between its markers, so a re-run refreshes the page.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -23,82 +26,167 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from composer.runners.envs import cache_dir, ensure_env, python_of
+
 REPO = Path(__file__).resolve().parents[1]
-CLASSIC = Path(__file__).resolve().parent / "bench" / "classic"
+HERE = Path(__file__).resolve().parent / "bench"
+CLASSIC = HERE / "classic"
+LUA = HERE / "post.lua"
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-CLASSIC_PINS = ["flask==3.1.3", "gunicorn==27.0.1", "textblob==0.20.1"]
-TEXT = {"text": "The food was wonderful, but the service was painfully slow."}
-APPLE = {"text": "Apple is looking at buying U.K. startup for $1 billion"}
+PIPELINE = "pipelines/nlp-direct.yaml"
+ENDPOINT = "nlp-direct"
+CLASSIC_PINS = ("flask==3.1.3", "gunicorn==27.0.1", "textblob==0.20.1")
+BODIES = {
+    "textblob": {"text": "The food was wonderful, but the service was painfully slow."},
+    "spacy": {"text": "Apple is looking at buying U.K. startup for $1 billion."},
+}
 CONCURRENCY = (1, 4, 16)
-HOST_HEADER = "X-Amzn-SageMaker-Target-Container-Hostname"
+TARGET = "X-Amzn-SageMaker-Target-Container-Hostname"
+BIG_BYTES = 5_500_000  # above the classic 5m (5242880), below SageMaker's 6 MiB (6291456)
 
 
-def free_port() -> int:
+@dataclass
+class Cell:
+    """One load: who answered, how, and what wrk measured (latencies in microseconds)."""
+
+    model: str
+    path: str
+    workers: int
+    concurrency: int
+    requests: int
+    seconds: float
+    p50: int
+    p90: int
+    p99: int
+    errors: int
+    overhead_us: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 120) -> None:
+def _wait_ping(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"bench: {url} did not answer 200 in {timeout}s")
+    raise SystemExit(f"bench: {url}/ping did not answer 200 in {timeout:.0f}s")
 
 
-@dataclass
-class Result:
-    name: str
-    concurrency: int
-    rps: float
-    p50: float
-    p90: float
-    p99: float
-    failed: int
+def _ensure_wrk() -> str:
+    if shutil.which("wrk") is None:
+        print("bench: installing wrk", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    return shutil.which("wrk") or "wrk"
 
 
-def ab(
-    name: str, url: str, body: Path, concurrency: int, seconds: int, headers: dict[str, str]
-) -> Result:
-    argv = ["ab", "-q", "-k", "-t", str(seconds), "-n", "1000000", "-c", str(concurrency)]
-    argv += ["-p", str(body), "-T", "application/json"]
-    for key, value in headers.items():
-        argv += ["-H", f"{key}: {value}"]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = {int(p): float(v) for p, v in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
-    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
-    failed += int(non2xx.group(1)) if non2xx else 0
-    return Result(name, concurrency, rps, pct[50], pct[90], pct[99], failed)
+def _wrk(
+    url: str, body: Path, concurrency: int, seconds: int, headers: dict[str, str]
+) -> dict[str, float]:
+    """One bounded wrk run (one thread: it leaves the most CPU to the servers)."""
+    argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s"]
+    argv += ["-s", str(LUA), url, "--", str(body), "application/json"]
+    argv += [f"{k}: {v}" for k, v in headers.items()]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"^WRK_JSON (\{.*\})$", out, re.M)
+    if found is None:
+        raise SystemExit(f"bench: wrk printed no summary:\n{out}")
+    result: dict[str, float] = json.loads(found.group(1))
+    return result
+
+
+def _measure(
+    model: str,
+    path: str,
+    workers: int,
+    url: str,
+    body: Path,
+    concurrency: int,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+) -> Cell:
+    r = _wrk(url, body, concurrency, seconds, headers or {})
+    errors = sum(int(r[k]) for k in ("connect", "read", "write", "status", "timeout"))
+    cell = Cell(
+        model=model,
+        path=path,
+        workers=workers,
+        concurrency=concurrency,
+        requests=int(r["requests"]),
+        seconds=r["duration_us"] / 1e6,
+        p50=int(r["p50"]),
+        p90=int(r["p90"]),
+        p99=int(r["p99"]),
+        errors=errors,
+    )
+    print(
+        f"bench: {model:<8} {path:<22} w{workers} c{concurrency:<2} {cell.rps:7.0f} req/s "
+        f"p50 {cell.p50 / 1000:6.2f} ms p99 {cell.p99 / 1000:6.2f} ms errors {errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return cell
+
+
+def _histogram_totals(gateway: str, metric: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of one of the gateway's latency histograms, per container label."""
+    with urllib.request.urlopen(f"{gateway}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    totals: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            host = sample.labels.get("container", "")
+            total, count = totals.get(host, (0.0, 0.0))
+            if sample.name == f"{metric}_sum":
+                total = sample.value
+            elif sample.name == f"{metric}_count":
+                count = sample.value
+            totals[host] = (total, count)
+    return totals
+
+
+def _mean_between(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], host: str
+) -> float:
+    s0, c0 = before.get(host, (0.0, 0.0))
+    s1, c1 = after.get(host, (0.0, 0.0))
+    return (s1 - s0) / (c1 - c0) if c1 > c0 else 0.0
 
 
 @contextmanager
-def composer_up(log: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def _composer_up(log: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`sm-compose up` of the Direct example: (gateway URL, hostname -> container URL)."""
-    port = free_port()
+    port = _free_port()
+    argv = [str(REPO / ".venv/bin/sm-compose"), "up", PIPELINE, "--port", str(port)]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [
-                str(REPO / ".venv/bin/sm-compose"),
-                "up",
-                "pipelines/nlp-direct.yaml",
-                "--port",
-                str(port),
-            ],
+            argv,
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -107,167 +195,266 @@ def composer_up(log: Path) -> Iterator[tuple[str, dict[str, str]]]:
         )
     try:
         deadline = time.monotonic() + 900
-        while "ready at" not in log.read_text():
+        while " ready at " not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bench: up failed:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        urls = dict(re.findall(r"^(\w+)\s+(http://127\.0\.0\.1:\d+)\s", log.read_text(), re.M))
+            time.sleep(0.3)
+        text = log.read_text(errors="replace")
+        urls = dict(re.findall(r"^(\w+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ", text, re.M))
         yield f"http://127.0.0.1:{port}", urls
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to what we started, then SIGKILL to its process group if it lingers."""
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @contextmanager
-def classic_stack(workers: int) -> Iterator[str]:
-    """The classic bring-your-own layout, in its own cached environment."""
-    env = Path.home() / ".cache" / "sagemaker-composer" / "bench" / "classic-venv"
-    if not (env / ".ready").exists():
+def _serve_alone(workers: int, work: Path) -> Iterator[str]:
+    """Our textblob container's `serve` from the build context `up` wrote, without `up`.
+
+    Its output goes to /dev/null, as the classic stack's does: this isolates what `up`'s log
+    handling costs from what the serving stack itself costs.
+    """
+    ctx = REPO / "pipelines" / ".composer" / ENDPOINT / "build" / "textblob"
+    env_dir = ensure_env(ctx / "requirements.txt", label="textblob")
+    port = _free_port()
+    model_dir = work / f"model-{workers}"
+    model_dir.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
+        "HOME": str(Path.home()),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "COMPOSER_LISTEN_HOST": "127.0.0.1",
+        "SM_MODEL_DIR": str(model_dir),
+    }
+    proc = subprocess.Popen(
+        [str(python_of(env_dir)), str(ctx / "serve"), "serve"],
+        cwd=ctx,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_ping(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _classic_env() -> Path:
+    env = cache_dir() / "bench" / "classic-venv"
+    stamp = env / ".ready"
+    if not stamp.exists() or stamp.read_text() != " ".join(CLASSIC_PINS):
+        print("bench: building the classic stack's environment", file=sys.stderr)
+        shutil.rmtree(env, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        subprocess.run([str(env / "bin/pip"), "install", "-q", *CLASSIC_PINS], check=True)
-        (env / ".ready").touch()
-    run = Path(tempfile.mkdtemp(prefix="classic-"))
-    run.chmod(0o755)
-    port = free_port()
+        pip = [str(env / "bin/pip"), "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *CLASSIC_PINS], check=True)
+        stamp.write_text(" ".join(CLASSIC_PINS))
+    return env
+
+
+@contextmanager
+def _classic_stack(workers: int, work: Path) -> Iterator[str]:
+    """The classic bring-your-own layout: nginx (5m, unix socket) -> gunicorn sync -> Flask."""
+    env = _classic_env()
+    run = work / f"classic-{workers}"
+    run.mkdir()
+    run.chmod(0o755)  # nginx's workers (nobody, when run as root) reach the socket
+    port = _free_port()
     conf = (CLASSIC / "nginx.conf").read_text().replace("__RUN__", str(run))
     (run / "nginx.conf").write_text(conf.replace("__PORT__", str(port)))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    devnull = subprocess.DEVNULL
-    procs = [
-        subprocess.Popen(
-            [str(env / "bin/gunicorn"), "--workers", str(workers), "--timeout", "60",
-             "--bind", f"unix:{run}/gunicorn.sock", "--chdir", str(CLASSIC),
-             "--no-control-socket", "predictor:app"],
-            stdout=devnull, stderr=devnull,
-        ),
-        subprocess.Popen(
-            [nginx, "-p", str(run), "-c", str(run / "nginx.conf")], stdout=devnull, stderr=devnull
-        ),
+    gunicorn = [
+        str(env / "bin/gunicorn"), "--worker-class", "sync", "--workers", str(workers),
+        "--timeout", "60", "--bind", f"unix:{run}/gunicorn.sock", "--chdir", str(CLASSIC),
+        "--no-control-socket", "predictor:app",
     ]  # fmt: skip
+    quiet = subprocess.DEVNULL
+    procs = [
+        subprocess.Popen(gunicorn, stdout=quiet, stderr=quiet, start_new_session=True),
+        subprocess.Popen(
+            [nginx, "-p", str(run), "-c", str(run / "nginx.conf")],
+            stdout=quiet,
+            stderr=quiet,
+            start_new_session=True,
+        ),
+    ]
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping")
+        _wait_ping(f"http://127.0.0.1:{port}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
-        shutil.rmtree(run, ignore_errors=True)
+        procs[1].send_signal(signal.SIGQUIT)  # nginx: graceful
+        for proc in procs:
+            _stop(proc)
 
 
-def post_status(url: str, body: bytes, headers: dict[str, str]) -> int:
+def _post_status(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json", **headers}
+        url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
+            r.read()
             return int(r.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
 
 
-def overhead_us(gateway: str, container: str) -> float:
-    text = urllib.request.urlopen(f"{gateway}/metrics", timeout=5).read().decode()
-
-    def metric(name: str) -> float:
-        pattern = rf'^OverheadLatency_{name}{{container="{container}"[^}}]*}} ([\d.e+]+)'
-        found = re.search(pattern, text, re.M)
-        return float(found.group(1)) if found else 0.0
-
-    count = metric("count")
-    return metric("sum") / count if count else 0.0
-
-
-def table(results: list[Result]) -> str:
+def _table(cells: list[Cell]) -> str:
     rows = [
-        "| stack | concurrency | requests/s | p50 ms | p90 ms | p99 ms | failed |",
-        "|---|---|---|---|---|---|---|",
+        "| model | path | workers | concurrency | requests/s | p50 ms | p90 ms | p99 ms "
+        "| errors | gateway overhead µs |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for r in results:
+    for c in cells:
+        overhead = f"{c.overhead_us:.0f}" if c.overhead_us is not None else ""
         rows.append(
-            f"| {r.name} | {r.concurrency} | {r.rps:.0f} | {r.p50:.0f} | {r.p90:.0f} "
-            f"| {r.p99:.0f} | {r.failed} |"
+            f"| {c.model} | {c.path} | {c.workers} | {c.concurrency} | {c.rps:.0f} "
+            f"| {c.p50 / 1000:.2f} | {c.p90 / 1000:.2f} | {c.p99 / 1000:.2f} | {c.errors} "
+            f"| {overhead} |"
         )
     return "\n".join(rows)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=5, help="Length of each load (s).")
-    parser.add_argument("--no-write", action="store_true", help="Print only; leave the doc.")
-    args = parser.parse_args()
-    if shutil.which("ab") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "apache2-utils"], check=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    small = work / "small.json"
-    small.write_text(json.dumps(TEXT))
-    apple = work / "apple.json"
-    apple.write_text(json.dumps(APPLE))
-    big = json.dumps({"text": "good " * (5_500_000 // 5)}).encode()
-    results: list[Result] = []
-    notes: list[str] = []
-    started = time.monotonic()
-    with composer_up(work / "up.log") as (gateway, urls):
-        invocations = f"{gateway}/endpoints/nlp-direct/invocations"
-        for c in CONCURRENCY:
-            results.append(
-                ab(
-                    "textblob via gateway",
-                    invocations,
-                    small,
-                    c,
-                    args.seconds,
-                    {HOST_HEADER: "textblob"},
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def _machine() -> str:
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pins = (REPO / "pipelines/.composer" / ENDPOINT / "build/textblob/requirements.txt").read_text()
+    ours = ", ".join(p for p in pins.split() if "==" in p)
+    nginx = _first_line([shutil.which("nginx") or "/usr/sbin/nginx", "-v"])
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}; {nginx.replace('nginx version: ', '')}, "
+        f"{_first_line(['wrk', '-v']).split(' [')[0]}; ours: {ours}; "
+        f"gateway: aiohttp {importlib.metadata.version('aiohttp')}; "
+        f"classic: {', '.join(CLASSIC_PINS)}"
+    )
+
+
+def _run_all(seconds: int, work: Path, notes: list[str]) -> list[Cell]:
+    cores = os.cpu_count() or 1
+    cells: list[Cell] = []
+    bodies: dict[str, Path] = {}
+    for model, doc in BODIES.items():
+        bodies[model] = work / f"{model}.json"
+        bodies[model].write_text(json.dumps(doc))
+    big = json.dumps({"text": "good " * ((BIG_BYTES - 12) // 5)}).encode()
+    big_file = work / "big.json"
+    big_file.write_bytes(big)
+
+    with _composer_up(work / "up.log") as (gateway, urls):
+        invocations = f"{gateway}/endpoints/{ENDPOINT}/invocations"
+        for model in BODIES:
+            body, direct = bodies[model], f"{urls[model]}/invocations"
+            _wrk(direct, body, 16, 1, {})  # warm-up, discarded
+            _wrk(invocations, body, 16, 1, {TARGET: model})
+            for c in CONCURRENCY:
+                before = _histogram_totals(gateway, "OverheadLatency")
+                cell = _measure(
+                    model, "gateway", cores, invocations, body, c, seconds, {TARGET: model}
                 )
-            )
-            results.append(
-                ab(
-                    "textblob direct (nginx, gunicorn, falcon)",
-                    f"{urls['textblob']}/invocations",
-                    small,
-                    c,
-                    args.seconds,
-                    {},
-                )
-            )
-        for c in (1, 4):
-            results.append(
-                ab("spacy via gateway", invocations, apple, c, args.seconds, {HOST_HEADER: "spacy"})
-            )
-            results.append(
-                ab("spacy direct", f"{urls['spacy']}/invocations", apple, c, args.seconds, {})
+                after = _histogram_totals(gateway, "OverheadLatency")
+                cell.overhead_us = _mean_between(before, after, model)
+                cells.append(cell)
+                cells.append(_measure(model, "direct (under up)", cores, direct, body, c, seconds))
+        overhead = _histogram_totals(gateway, "OverheadLatency")
+        inside = _histogram_totals(gateway, "ContainerLatency")
+        parts = []
+        for model in BODIES:
+            parts.append(
+                f"{model} {_mean_between({}, overhead, model):.0f} µs "
+                f"(ContainerLatency {_mean_between({}, inside, model) / 1000:.2f} ms, "
+                f"{overhead.get(model, (0, 0))[1]:.0f} requests)"
             )
         notes.append(
-            "Gateway OverheadLatency (mean over every request above): "
-            f"textblob {overhead_us(gateway, 'textblob'):.0f} µs, "
-            f"spacy {overhead_us(gateway, 'spacy'):.0f} µs."
+            "Gateway `/metrics`, mean OverheadLatency over the whole run: " + "; ".join(parts) + "."
         )
-        ours_big = post_status(f"{urls['textblob']}/invocations", big, {})
-    with classic_stack(workers=os.cpu_count() or 1) as classic:
-        for c in CONCURRENCY:
-            results.append(
-                ab(
-                    "textblob classic (nginx, gunicorn, Flask)",
-                    f"{classic}/invocations",
-                    small,
-                    c,
-                    args.seconds,
-                    {},
-                )
-            )
-        classic_big = post_status(f"{classic}/invocations", big, {})
+        big_direct = _post_status(f"{urls['textblob']}/invocations", big)
+        big_gateway = _post_status(invocations, big, {TARGET: "textblob"})
+
+    big_classic = 0
+    for workers in sorted({cores, 2, 4}):
+        levels = CONCURRENCY if workers == cores else CONCURRENCY[1:]
+        with _serve_alone(workers, work) as ours, _classic_stack(workers, work) as classic:
+            body = bodies["textblob"]
+            _wrk(f"{ours}/invocations", body, 16, 1, {})  # warm-up, discarded
+            _wrk(f"{classic}/invocations", body, 16, 1, {})
+            for c in levels:
+                cells.append(
+                    _measure(
+                        "textblob", "ours, serve alone", workers, f"{ours}/invocations", body, c,
+                        seconds,
+                    )
+                )  # fmt: skip
+                cells.append(
+                    _measure(
+                        "textblob", "classic Flask stack", workers, f"{classic}/invocations",
+                        body, c, seconds,
+                    )
+                )  # fmt: skip
+            if workers == cores:
+                big_classic = _post_status(f"{classic}/invocations", big)
     notes.append(
-        f"A {len(big):,}-byte request (within SageMaker's 6 MiB): ours answers {ours_big}, "
-        f"the classic stack {classic_big}."
+        f"A {len(big):,}-byte JSON request (under SageMaker's 6 MiB, over 5 MiB) to textblob: "
+        f"ours answers {big_direct} directly and {big_gateway} through the gateway; "
+        f"the classic stack answers {big_classic}."
     )
-    results.sort(key=lambda r: (r.name.split()[0], r.concurrency, r.name))
+    return cells
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="length of each load (s)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the doc")
+    args = parser.parse_args()
+    if args.seconds < 1 or args.seconds > 60:
+        parser.error(f"--seconds: got {args.seconds}; allowed is 1 to 60")
+    if not (REPO / "artifacts/spacy-model.tar.gz").exists():
+        subprocess.run(["bash", str(REPO / "scripts/setup.sh")], check=True)
+    _ensure_wrk()
+    _classic_env()
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    work.chmod(0o755)
+    notes: list[str] = []
+    try:
+        cells = _run_all(args.seconds, work, notes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = shlex.join([".venv/bin/python", "scripts/bench.py", *sys.argv[1:]])
     body = "\n".join([
-        f"Run {datetime.date.today()} on {os.cpu_count()} cores ({platform.machine()}, "
-        f"Python {platform.python_version()}), "
-        f"`{' '.join(['.venv/bin/python', 'scripts/bench.py', *sys.argv[1:]])}`, "
-        f"{args.seconds} s per row, "
-        f"load generator `ab -k` on the same machine; took {time.monotonic() - started:.0f} s.",
+        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `{command}` "
+        f"({args.seconds} s per row, wrk with one thread on the same machine; the whole run "
+        f"took {time.monotonic() - started:.0f} s).",
         "",
-        table(results),
+        f"Machine: {_machine()}.",
+        "",
+        _table(cells),
         "",
         *[f"- {n}" for n in notes],
     ])  # fmt: skip
@@ -277,7 +464,6 @@ def main() -> int:
         start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
         DOC.write_text(doc[:start] + "\n" + body + "\n" + doc[end:])
         print(f"bench: wrote {DOC.relative_to(REPO)}", file=sys.stderr)
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
