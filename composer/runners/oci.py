@@ -67,7 +67,17 @@ def build_images(
         built = False
         if tag is not None or not engine.image_exists(ref):
             progress(f"{c.hostname}: building {ref}")
-            engine.build(ctx.path, ref, on_line=_prefixed(progress, c.hostname))
+            try:
+                engine.build(ctx.path, ref, on_line=_prefixed(progress, c.hostname))
+            except EngineError as exc:
+                if engine.image_exists(base):
+                    raise
+                raise EngineError(
+                    f"{c.hostname}: the base image {base!r} is not in the engine's store and "
+                    f"could not be pulled. Give one that is with --base-image or ${BASE_IMAGE_ENV} "
+                    "(on machines without Docker Hub, scripts/setup-podman.sh makes "
+                    f"localhost/composer-base:bookworm).\n{exc}"
+                ) from exc
             built = True
         labels = engine.inspect_labels(ref)
         wanted = [BIND_TO_PORT_LABEL] + ([MULTI_MODEL_LABEL] if c.multi_model else [])

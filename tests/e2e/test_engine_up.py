@@ -50,6 +50,16 @@ def test_both_examples_carry_the_label_and_are_not_rebuilt(
     assert _refs(nlp_pipeline(tmp_path, "Serial")) == direct  # same contexts, same images
 
 
+def test_a_base_image_that_cannot_be_had_is_named(engine: Engine, tmp_path: Path) -> None:
+    pipeline = nlp_pipeline(tmp_path, "Direct")
+    missing = "localhost/composer-no-such-base:1"
+    proc = cli("build", str(pipeline), "--engine", "podman", env={"COMPOSER_BASE_IMAGE": missing})
+    assert proc.returncode == 1
+    assert f"the base image '{missing}' is not in the engine's store" in proc.stderr
+    assert "--base-image or $COMPOSER_BASE_IMAGE" in proc.stderr
+    assert "podman build" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _invoke(up: Up, body: dict[str, Any], **kwargs: Any) -> Any:
     client: Any = up.client()
     response = client.invoke_endpoint(
