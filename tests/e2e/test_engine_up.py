@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,20 @@ def test_both_examples_carry_the_label_and_are_not_rebuilt(
         assert ref.startswith(f"sagemaker-composer-{hostname}:")
         assert engine.inspect_labels(ref)[BIND_TO_PORT_LABEL] == "true"
     assert _refs(nlp_pipeline(tmp_path, "Serial")) == direct  # same contexts, same images
+
+
+def test_an_explicit_tag_builds_from_the_layer_cache(nlp_images: Path, engine: Engine) -> None:
+    tag = f"explicit-{uuid.uuid4().hex[:8]}"
+    proc = cli("build", str(nlp_images), "--engine", "podman", "--tag", tag)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        for hostname in ("spacy", "textblob"):
+            ref = f"sagemaker-composer-{hostname}:{tag}"
+            assert f"{hostname}: {ref} (built; SageMaker labels present)" in proc.stdout
+            assert engine.inspect_labels(ref)[BIND_TO_PORT_LABEL] == "true"
+    finally:
+        for hostname in ("spacy", "textblob"):
+            engine.remove_image(f"sagemaker-composer-{hostname}:{tag}")
 
 
 def test_a_base_image_that_cannot_be_had_is_named(engine: Engine, tmp_path: Path) -> None:
