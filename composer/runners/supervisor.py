@@ -208,9 +208,13 @@ class ManagedContainer:
                     stderr=asyncio.subprocess.DEVNULL,
                 )
                 await stopper.wait()
-            self._signal_group(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exited(), timeout=timeout)
+                # the engine stopped the container; its `run` is exiting on its own
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._exited(), timeout=5)
+            if self.proc.returncode is None:
+                self._signal_group(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._exited(), timeout=timeout)
         self._signal_group(signal.SIGKILL)
         await self._drain()
 
