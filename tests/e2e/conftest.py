@@ -74,7 +74,9 @@ class Up:
         tail = "\n".join(self.lines[-40:])
         raise AssertionError(f"`up` did not print {needle!r} in {timeout}s; output:\n{tail}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 150) -> int:
+        # A bound, not a measurement: SageMaker gives each container 30 s after SIGTERM (they
+        # stop together) and serve's children a further grace, on a machine that may be busy.
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
