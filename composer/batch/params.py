@@ -195,27 +195,19 @@ def settle(options: TransformOptions, answers: Mapping[str, Mapping[str, Any]]) 
         single = [f for f in found if f[0] == "SingleRecord"]
         return single[0] if single else found[0]
 
-    concurrent: int
-    strategy: Strategy
-    payload: int
-    if options.max_concurrent is not None:
-        concurrent, origin["concurrent"] = options.max_concurrent, "set for the job"
-    elif (got := strictest("concurrent", min_of)) is not None:
-        concurrent, origin["concurrent"] = got
-    else:
-        concurrent, origin["concurrent"] = DEFAULT_CONCURRENT, "default"
-    if options.strategy is not None:
-        strategy, origin["strategy"] = options.strategy, "set for the job"
-    elif (got := strictest("strategy", strategy_of)) is not None:
-        strategy, origin["strategy"] = got
-    else:
-        strategy, origin["strategy"] = DEFAULT_STRATEGY, "default"
-    if options.max_payload_mb is not None:
-        payload, origin["payload"] = options.max_payload_mb, "set for the job"
-    elif (got := strictest("payload", min_of)) is not None:
-        payload, origin["payload"] = got
-    else:
-        payload, origin["payload"] = DEFAULT_PAYLOAD_MB, "default"
+    def choose(key: str, job: Any, pick: Any, default: Any) -> Any:
+        if job is not None:
+            origin[key] = "set for the job"
+            return job
+        if (got := strictest(key, pick)) is not None:
+            value, origin[key] = got
+            return value
+        origin[key] = "default"
+        return default
+
+    concurrent: int = choose("concurrent", options.max_concurrent, min_of, DEFAULT_CONCURRENT)
+    strategy: Strategy = choose("strategy", options.strategy, strategy_of, DEFAULT_STRATEGY)
+    payload: int = choose("payload", options.max_payload_mb, min_of, DEFAULT_PAYLOAD_MB)
     settled = Settled(concurrent, strategy, payload, origin)
     _check_product(concurrent, payload, settled.describe())
     return settled
