@@ -185,7 +185,8 @@ class _Endpoint:
                     f"(its inference execution mode is Serial), so TargetContainerHostname "
                     f"must not be specified; got {target!r}."
                 )
-            body = await _read_body(request, request_id, config.max_payload_bytes)
+            errors.check_headers(h)
+            body = await _read_body(request, request_id, config)
             content_type = h.get("Content-Type")
             accept = h.get("Accept")
             attrs = h.get(H_CUSTOM)
@@ -277,15 +278,26 @@ class _Endpoint:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _read_body(request: web.Request, request_id: str, limit: int) -> bytes:
-    """Refuse an oversize body before reading it (Content-Length) or as soon as it passes."""
+async def _read_body(request: web.Request, request_id: str, config: GatewayConfig) -> bytes:
+    """Refuse an oversize body before reading it (Content-Length) or as soon as it passes.
+
+    A body still arriving after client_timeout is cut off (slowloris); one already whole
+    (the common case) is read without arming a timer.
+    """
+    limit = config.max_payload_bytes
     declared = request.content_length
     if declared is not None and declared > limit:
         raise errors.oversize_request(request_id, limit, declared)
     try:
-        return await request.read()  # counts as it reads; the app's client_max_size = limit
+        if request.content.is_eof():
+            return await request.read()  # counts as it reads; the app's client_max_size = limit
+        async with asyncio.timeout(config.client_timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise errors.oversize_request(request_id, limit, None) from None
+    except TimeoutError:
+        got = request.content.total_bytes
+        raise errors.slow_request(request_id, config.client_timeout, got, declared) from None
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -373,7 +385,14 @@ class Gateway:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # keepalive_timeout also bounds how long a connection may take to send its headers
+        # (aiohttp closes one still without a whole request then): slowloris protection.
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.config.client_timeout,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:

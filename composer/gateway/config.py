@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Mode = Literal["Direct", "Serial"]
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+DEFAULT_CLIENT_TIMEOUT = 60.0
+CLIENT_TIMEOUT_ENV = "COMPOSER_GATEWAY_CLIENT_TIMEOUT"
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def default_client_timeout() -> float:
+    """COMPOSER_GATEWAY_CLIENT_TIMEOUT when set (so `up` and tests can shorten it), else 60 s."""
+    raw = os.environ.get(CLIENT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CLIENT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise ValueError(f"{CLIENT_TIMEOUT_ENV}: got {raw!r}; allowed is a number of seconds > 0")
+    return value
 
 
 class Health(Protocol):
@@ -69,8 +86,13 @@ class GatewayConfig:
     account_id: str = "000000000000"
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     async_inference: AsyncSettings | None = None
+    #: Seconds a caller has to send a request's headers, and again its body; a slower caller
+    #: (slowloris) is cut off. Also how long an idle keep-alive connection stays open.
+    client_timeout: float = field(default_factory=default_client_timeout)
 
     def __post_init__(self) -> None:
+        if not self.client_timeout > 0:
+            raise ValueError(f"client_timeout must be > 0, got {self.client_timeout}")
         if self.mode not in ("Direct", "Serial"):
             raise ValueError(f"mode must be 'Direct' or 'Serial', got {self.mode!r}")
         if not 1 <= len(self.containers) <= 15:

@@ -8,6 +8,7 @@ name; so `client.exceptions.ModelError` carries `OriginalStatusCode` etc. in `e.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import ClassVar
 
 from aiohttp import web
@@ -151,3 +152,55 @@ def oversize_request(request_id: str, limit: int, got: int | None) -> Validation
         f"Request {request_id} has oversize body. Got {size}; "
         f"the limit is {limit} bytes ({limit / 1048576:g} MiB)."
     )
+
+
+class SlowRequest(ValidationError):
+    """The caller's body did not arrive in time (slowloris); the connection is closed too."""
+
+    def to_response(self, request_id: str) -> web.Response:
+        response = super().to_response(request_id)
+        response.force_close()  # never keep reading what the caller still trickles
+        return response
+
+
+def slow_request(request_id: str, timeout: float, got: int, declared: int | None) -> SlowRequest:
+    of = f" of {declared}" if declared is not None else ""
+    return SlowRequest(
+        f"Request {request_id}: its body did not arrive within {timeout:g} s (got {got}{of} "
+        f"bytes); the gateway cuts off callers slower than that "
+        "(COMPOSER_GATEWAY_CLIENT_TIMEOUT sets the limit)."
+    )
+
+
+#: InvokeEndpoint's header members with the constraints botocore's model gives them
+#: (length, pattern): SageMaker refuses a request that breaks one with ValidationError.
+_HEADER_RULES: tuple[tuple[str, str, int, bool], ...] = (
+    # (header, member, max length, printable: no control characters, no leading space)
+    ("Content-Type", "ContentType", 1024, False),
+    ("Accept", "Accept", 1024, False),
+    ("X-Amzn-SageMaker-Custom-Attributes", "CustomAttributes", 1024, False),
+    ("X-Amzn-SageMaker-Inference-Id", "InferenceId", 64, True),
+    ("X-Amzn-SageMaker-Target-Model", "TargetModel", 1024, True),
+)
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse header values SageMaker refuses: too long, non-ASCII (or not printable).
+
+    Also keeps the gateway from forwarding what a container's HTTP stack may choke on.
+    """
+    for header, member, most, printable in _HEADER_RULES:
+        value = headers.get(header)
+        if value is None:
+            continue
+        if len(value) > most:
+            raise ValidationError(
+                f"{member} ({header}): got {len(value)} characters; at most {most} are allowed."
+            )
+        if not value.isascii() or (
+            printable and (not value or value[0] == " " or not value.isprintable())
+        ):
+            allowed = "printable ASCII, not starting with a space" if printable else "ASCII"
+            raise ValidationError(
+                f"{member} ({header}): got {value[:40]!a}; only {allowed} characters are allowed."
+            )
