@@ -28,15 +28,24 @@ if TYPE_CHECKING:
     show_default=True,
     help="Gateway address; loopback unless you mean to share it.",
 )
+@click.option(
+    "--startup-timeout",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Seconds each container has to pass /ping; overrides "
+    "endpoint.startup_health_check_timeout (default 480, SageMaker's 8 minutes).",
+)
 @engine_option
 @friendly
-def up(pipeline: str, port: int, host: str, engine: str | None) -> None:
+def up(
+    pipeline: str, port: int, host: str, startup_timeout: float | None, engine: str | None
+) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
     from ..runners.local import run_up
 
     spec = load(pipeline)
     runner = runner_for(engine)
-    sys.exit(run_up(spec, host=host, port=port, runner=runner))
+    sys.exit(run_up(spec, host=host, port=port, runner=runner, startup_timeout=startup_timeout))
 
 
 @click.command()

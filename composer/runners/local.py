@@ -191,8 +191,13 @@ async def running_endpoint(
     out: Callable[[str], None] = print,
     progress: Callable[[str], None] | None = None,
     extra_env: dict[str, str] | None = None,
+    startup_timeout: float | None = None,
 ) -> AsyncIterator[LocalEndpoint]:
-    """Every container up and pinged, the gateway listening; all stopped on exit."""
+    """Every container up and pinged, the gateway listening; all stopped on exit.
+
+    `startup_timeout` overrides the spec's startup window (seconds each container has to pass
+    /ping), e.g. to fail fast on a container that never becomes healthy.
+    """
     runner = runner or ProcessRunner()
     loop = asyncio.get_running_loop()
     if port:
@@ -218,7 +223,9 @@ async def running_endpoint(
     for m in managed:
         with contextlib.suppress(FileNotFoundError):
             m.log_path.unlink()
-    window = float(pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW)
+    window = float(
+        startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
+    )
     supervisors: list[asyncio.Task[None]] = []
     gateway = None
     connector = aiohttp.TCPConnector(limit=0)
@@ -255,6 +262,7 @@ async def serve_pipeline(
     out: Callable[[str], None] = print,
     progress: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    startup_timeout: float | None = None,
 ) -> int:
     """Run until `stop` is set (or SIGINT/SIGTERM); return the exit status."""
     loop = asyncio.get_running_loop()
@@ -263,7 +271,13 @@ async def serve_pipeline(
 
     async def serve() -> None:
         async with running_endpoint(
-            pipeline, host=host, port=port, runner=runner, out=out, progress=progress
+            pipeline,
+            host=host,
+            port=port,
+            runner=runner,
+            out=out,
+            progress=progress,
+            startup_timeout=startup_timeout,
         ) as endpoint:
             ready.set()
             out(
@@ -311,7 +325,14 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run_up(pipeline: Pipeline, *, host: str, port: int, runner: Runner | None = None) -> int:
+def run_up(
+    pipeline: Pipeline,
+    *,
+    host: str,
+    port: int,
+    runner: Runner | None = None,
+    startup_timeout: float | None = None,
+) -> int:
     """Blocking entry point for the CLI."""
     from rich.console import Console
 
@@ -334,7 +355,13 @@ def run_up(pipeline: Pipeline, *, host: str, port: int, runner: Runner | None = 
             status.start()
         return asyncio.run(
             serve_pipeline(
-                pipeline, host=host, port=port, runner=runner, out=out, progress=progress
+                pipeline,
+                host=host,
+                port=port,
+                runner=runner,
+                out=out,
+                progress=progress,
+                startup_timeout=startup_timeout,
             )
         )
     finally:

@@ -33,8 +33,9 @@ def error_name(exc: BaseException) -> str:
 
 @dataclass
 class Outcome:
-    """One request: when it started and ended (monotonic), and its error if it failed."""
+    """One request: which client sent it, when it started and ended (monotonic), its error."""
 
+    client: int
     started: float
     ended: float
     error: str | None = None
@@ -85,10 +86,19 @@ Call = Callable[[Any, int], None]
 class Load:
     """`clients` threads calling `call` back to back until stopped (or `seconds` pass)."""
 
-    def __init__(self, make_client: Callable[[], Any], call: Call, clients: int = CLIENTS):
+    def __init__(
+        self,
+        make_client: Callable[[], Any],
+        call: Call,
+        clients: int = CLIENTS,
+        pause_after_error: float = 0.05,
+    ):
         # boto3's default session is not safe to create clients from in many threads at once
         self.clients = [make_client() for _ in range(clients)]
         self.call = call
+        # a client that failed waits a little before its next request, as a retrying client
+        # would: a dead container's instant errors would otherwise spin the machine's CPUs
+        self.pause_after_error = pause_after_error
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -110,9 +120,11 @@ class Load:
                 error, detail = error_name(exc), dict(exc.response)
             except (BotoCoreError, AssertionError, ValueError, OSError) as exc:
                 error, detail = error_name(exc), {"message": str(exc)}
-            outcome = Outcome(started, time.monotonic(), error, detail)
+            outcome = Outcome(index, started, time.monotonic(), error, detail)
             with self._lock:
                 self.outcomes.append(outcome)
+            if error is not None:
+                self._stop.wait(self.pause_after_error)
 
     def start(self, seconds: float = 3600) -> Load:
         self._started = time.monotonic()

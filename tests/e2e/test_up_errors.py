@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -126,18 +125,6 @@ def test_container_5xx_is_a_model_error(faulty: Up) -> None:
     assert json.loads(ok["Body"].read()) == {"hello": 1}
 
 
-def test_timeout_is_a_model_error_with_status_0(faulty: Up) -> None:
-    started = time.monotonic()
-    err = error_of(faulty, {"sleep": 6}, TargetContainerHostname="faulty")
-    assert time.monotonic() - started < 5
-    assert err["__class__"] == "ModelError"
-    assert err["OriginalStatusCode"] == 0
-    assert (
-        "Your invocation timed out while waiting for a response from container faulty"
-        in (err["Error"]["Message"])
-    )
-
-
 def test_oversize_body_is_refused(faulty: Up) -> None:
     err = error_of(faulty, b"x" * (LIMIT + 1), TargetContainerHostname="echo")
     assert err["__class__"] == "ValidationError"
@@ -157,35 +144,6 @@ def test_oversize_intermediate_payload_names_both_containers(faulty_chain: Up) -
 def test_serial_chain_passes_answers_on(faulty_chain: Up) -> None:
     r = call(faulty_chain, {"a": [1, 2]})
     assert json.loads(r["Body"].read()) == {"a": [1, 2]}
-
-
-def _serve_pids(up: Up, hostname: str) -> list[int]:
-    serve = up.state / up.name / "build" / hostname / "serve"
-    return [pid for pid, cmd in processes_under(serve) if cmd.split()[1:2] == [str(serve)]]
-
-
-def test_killed_container_is_answered_for_then_recovers(faulty: Up) -> None:
-    (pid,) = _serve_pids(faulty, "echo")
-    os.kill(pid, signal.SIGKILL)
-    started = time.monotonic()
-    err = error_of(faulty, {"x": 1}, TargetContainerHostname="echo")
-    assert time.monotonic() - started < 2, "the gateway does not wait for a dead container"
-    assert err["__class__"] == "ModelError"
-    assert err["OriginalStatusCode"] == 0
-    # the other container is unaffected
-    assert call(faulty, {"y": 2}, TargetContainerHostname="faulty")["Body"].read() == b'{"y": 2}'
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            r = call(faulty, {"x": 1}, TargetContainerHostname="echo")
-            break
-        except ClientError:
-            assert time.monotonic() < deadline, "echo did not come back"
-            time.sleep(0.5)
-    assert json.loads(r["Body"].read()) == {"x": 1}
-    faulty.wait_for("echo is up again", 10)
-    (new_pid,) = _serve_pids(faulty, "echo")
-    assert new_pid != pid
 
 
 def test_metrics_count_invocations_per_container(faulty: Up) -> None:

@@ -318,19 +318,33 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path, textblob_ctx: Contex
     assert proc.returncode == 2 and "only serves" in proc.stderr
 
 
-def test_a_dead_child_ends_serve_with_an_error(tmp_path: Path, textblob_ctx: Context) -> None:
+@pytest.mark.parametrize(
+    ("program", "master"), [("nginx", "nginx: master"), ("gunicorn", "gunicorn")]
+)
+def test_a_dead_child_ends_serve_with_an_error(
+    tmp_path: Path, textblob_ctx: Context, program: str, master: str
+) -> None:
+    """nginx or gunicorn dying ends `serve` non-zero, so its supervisor restarts the container."""
     served = textblob_ctx.serve(tmp_path, free_port())
     served.wait_ready()
     children = _descendants(served.proc.pid)
-    nginx = [
+    direct = set(
+        subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(served.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+    )
+    found = [
         pid
         for pid in children
-        if "nginx: master" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        if str(pid) in direct and master in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
     ]
-    assert nginx
-    os.kill(nginx[0], signal.SIGKILL)  # its worker is left behind: serve must end it too
+    assert len(found) == 1, found
+    os.kill(found[0], signal.SIGKILL)  # its workers are left behind: serve must end them too
     assert served.proc.wait(timeout=40) != 0
-    assert "nginx was killed by signal 9" in served.log.read_text()
+    assert f"serve: {program} was killed by signal 9; stopping" in served.log.read_text()
+    deadline = time.monotonic() + 40
+    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)], "serve left no orphan behind"
 
 

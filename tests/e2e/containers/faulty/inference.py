@@ -2,7 +2,8 @@
 
 The body is JSON: {"status": N} answers with that HTTP status (via an exception),
 {"sleep": S} sleeps S seconds first, {"grow": N} answers N bytes; anything else is echoed.
-FAULTY_FAIL_ON_LOAD=reason makes the model fail to load.
+FAULTY_FAIL_ON_LOAD=reason makes the model fail to load; FAULTY_HANG_ON_LOAD=1 makes loading
+never end (so /ping never answers 200).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ def model_fn(model_dir: str) -> dict[str, str]:
     reason = os.environ.get("FAULTY_FAIL_ON_LOAD")
     if reason:
         raise RuntimeError(reason)
+    if os.environ.get("FAULTY_HANG_ON_LOAD"):
+        print("faulty: loading the model forever", flush=True)
+        while True:
+            time.sleep(3600)
     return {"model_dir": model_dir}
 
 
