@@ -1,24 +1,60 @@
 """Model data, made ready as SageMaker makes it: a .tar.gz extracted into a model folder.
 
 Archives are untrusted input: members must be plain files or folders under the destination;
-absolute names, `..`, links and devices are refused before anything is written.
+absolute names, `..`, links and devices are refused before anything is written. What they
+expand to is capped (COMPOSER_MAX_MODEL_BYTES), counted from the headers as they are read and
+again from the bytes actually written, so a gzip bomb stops at the cap, not at a full disk.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import re
 import shutil
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from ..errors import ComposerError
+from ..errors import ComposerError, UsageError
 
 _CHUNK = 1 << 20
+
+#: The environment variable that sets the cap on what one model archive expands to.
+MAX_BYTES_ENV = "COMPOSER_MAX_MODEL_BYTES"
+#: 20 GiB: above most models served from CPU instances (SageMaker's default ML storage volume is
+#: 30 GB), far below what a bomb expands to.
+DEFAULT_MAX_BYTES = 20 * 1024**3
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+#: Entries per archive: models hold dozens to thousands; millions of empty files are an inode bomb.
+MAX_MEMBERS = 100_000
 
 
 class ModelDataError(ComposerError):
     """Model data that cannot be used safely or cannot be fetched."""
+
+
+def max_model_bytes() -> int:
+    """The cap from COMPOSER_MAX_MODEL_BYTES (bytes, or with a K, M, G or T suffix)."""
+    raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    match = re.fullmatch(r"(\d+)\s*([KMGT]?)(?:i?B)?", raw, re.IGNORECASE)
+    if match is None or int(match.group(1)) == 0:
+        raise UsageError(
+            f"{MAX_BYTES_ENV}: got {raw!r}; give a positive number of bytes, optionally with "
+            "K, M, G or T (powers of 1024), such as 20G"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def file_sha256(path: Path) -> str:
@@ -29,10 +65,26 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_members(archive: tarfile.TarFile, shown: str) -> list[tarfile.TarInfo]:
-    """Every member, or a ModelDataError naming the first unsafe one."""
-    members = archive.getmembers()
-    for m in members:
+def _over_cap(shown: str, member: str, total: int, cap: int) -> ModelDataError:
+    return ModelDataError(
+        f"{shown}: member {member!r} takes the archive past {total} bytes ({_size(total)}) "
+        f"expanded; the cap is {cap} bytes ({_size(cap)}). A real model this large needs "
+        f"{MAX_BYTES_ENV} raised; a small archive expanding this far is a gzip bomb"
+    )
+
+
+def check_members(
+    archive: tarfile.TarFile, shown: str, cap: int | None = None
+) -> list[tarfile.TarInfo]:
+    """Every member, or a ModelDataError naming the first unsafe one.
+
+    Members are checked as their headers are read, so a bomb is refused at its first header
+    past the cap rather than after decompressing the whole stream.
+    """
+    limit = max_model_bytes() if cap is None else cap
+    members: list[tarfile.TarInfo] = []
+    declared = 0
+    for m in archive:
         name = PurePosixPath(m.name)
         if name.is_absolute() or m.name.startswith("/"):
             raise ModelDataError(f"{shown}: member {m.name!r} has an absolute path; refused")
@@ -44,27 +96,72 @@ def check_members(archive: tarfile.TarFile, shown: str) -> list[tarfile.TarInfo]
                 f"{shown}: member {m.name!r} is a {kind}; model archives hold only files and "
                 "folders (SageMaker refuses links too)"
             )
+        if len(members) >= MAX_MEMBERS:
+            raise ModelDataError(
+                f"{shown}: more than {MAX_MEMBERS} members (at {m.name!r}); a model archive "
+                "holds far fewer"
+            )
+        if m.isfile():
+            declared += m.size
+            if declared > limit:
+                raise _over_cap(shown, m.name, declared, limit)
+        members.append(m)
     return members
 
 
-def extract_archive(archive_path: Path, dest: Path) -> None:
-    """Extract into a fresh `dest` after checking every member."""
+def extract_archive(archive_path: Path, dest: Path, *, cap: int | None = None) -> None:
+    """Extract into a fresh `dest` after checking every member; nothing is left on failure.
+
+    Files are written by this loop, not by tarfile, so every byte is counted against the cap
+    as it lands (headers are counted first, in check_members; this is the second count).
+    """
     shown = str(archive_path)
+    limit = max_model_bytes() if cap is None else cap
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = check_members(archive, shown)
-            archive.extractall(tmp, members=members, filter="data")
-    except tarfile.TarError as exc:
+            members = check_members(archive, shown, limit)
+            _write_members(archive, members, tmp, shown, limit)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelDataError(f"{shown}: not a readable tar archive ({exc})") from None
+    except OSError as exc:  # a full disk, a file and a folder of one name
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelDataError(f"{shown}: cannot extract it: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
+
+
+def _write_members(
+    archive: tarfile.TarFile, members: list[tarfile.TarInfo], root: Path, shown: str, cap: int
+) -> None:
+    written = 0
+    for m in members:
+        # tarfile's own "data" filter as a second opinion on the name, and for a safe mode
+        try:
+            safe = tarfile.data_filter(m, str(root))
+        except tarfile.FilterError as exc:
+            raise ModelDataError(f"{shown}: member {m.name!r} refused: {exc}") from None
+        target = root / safe.name
+        if m.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = archive.extractfile(m)
+        if source is None:  # not a regular file after all
+            raise ModelDataError(f"{shown}: member {m.name!r} has no data; refused")
+        with source, target.open("wb") as out:
+            while chunk := source.read(_CHUNK):
+                written += len(chunk)
+                if written > cap:
+                    raise _over_cap(shown, m.name, written, cap)
+                out.write(chunk)
+        target.chmod((safe.mode if safe.mode is not None else 0o644) & 0o755 | 0o600)
 
 
 def download_s3(uri: str, dest: Path) -> None:
