@@ -1,7 +1,7 @@
 """The local gateway: SageMaker Runtime's InvokeEndpoint in front of the endpoint's containers.
 
-Hot path: one pooled keep-alive ClientSession, pre-bound metric children, no per-request
-lookups beyond a dict, nothing streamed that need not be.
+Hot path: pooled keep-alive connections to each container (upstream.py), pre-bound metric
+children, no per-request lookups beyond a dict, nothing streamed that need not be.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from . import errors
@@ -24,6 +23,7 @@ from .asyncinv import AsyncInvoker
 from .config import GatewayConfig, Health, Upstream
 from .errors import GatewayError, InternalFailure, ModelError, ValidationError
 from .metrics import CONTENT_TYPE, ENDPOINT_LEVEL, GatewayMetrics
+from .upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("composer.gateway")
 
@@ -35,9 +35,8 @@ H_INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 # Response headers botocore reads (InvokeEndpointOutput).
 H_VARIANT = "x-Amzn-Invoked-Production-Variant"
 H_REQUEST_ID = "x-amzn-RequestId"
+_H_CUSTOM_LOWER = H_CUSTOM.lower()
 
-# The gateway forwards only what the caller sent: no default Accept, Content-Type or encoding.
-_SKIP_AUTO = frozenset({"Accept", "Accept-Encoding", "Content-Type", "User-Agent"})
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,10 @@ class _Endpoint:
         self.health = health
         self.metrics = GatewayMetrics(config)
         self.by_host = {c.hostname: c for c in config.containers}
-        self.urls = {c.hostname: c.url.rstrip("/") + "/invocations" for c in config.containers}
+        self.upstreams = {
+            c.hostname: UpstreamPool(c.url.rstrip("/") + "/invocations") for c in config.containers
+        }
         self.hostnames = ", ".join(c.hostname for c in config.containers)
-        self.session: aiohttp.ClientSession | None = None
         self.async_invoker: AsyncInvoker | None = None
         if config.async_inference is not None:
             self.async_invoker = AsyncInvoker(config.async_inference, self._run_async)
@@ -92,7 +92,6 @@ class _Endpoint:
             m.invocations.inc()
             m.errors_5xx.inc()
             raise ModelError.unreachable(self.config, host, "it is down or restarting")
-        assert self.session is not None, "gateway app not started"
         headers: dict[str, str] = {}
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -104,28 +103,18 @@ class _Endpoint:
         m.invocations.inc()
         start = time.perf_counter_ns()
         try:
-            async with (
-                asyncio.timeout(up.invocation_timeout),
-                self.session.post(
-                    self.urls[host], data=body, headers=headers, skip_auto_headers=_SKIP_AUTO
-                ) as resp,
-            ):
-                data = await _read_limited(resp, limit)
-                status = resp.status
-                answer_type = resp.headers.get("Content-Type")
-                answer_attrs = resp.headers.get(H_CUSTOM)
-                size = resp.content_length
+            async with asyncio.timeout(up.invocation_timeout):
+                resp = await self.upstreams[host].post(body, headers, limit)
         except TimeoutError:
             m.errors_5xx.inc()
             raise ModelError.timed_out(self.config, host) from None
-        except aiohttp.ClientConnectorError as e:
+        except UpstreamError as e:
             m.errors_5xx.inc()
-            why = f"connecting to {up.url} failed ({e.os_error.strerror or e.os_error})"
+            why = str(e) if e.connecting else f"the connection to {up.url} broke: {e}"
             raise ModelError.unreachable(self.config, host, why) from None
-        except aiohttp.ClientError as e:
-            m.errors_5xx.inc()
-            why = f"the connection to {up.url} broke ({type(e).__name__}: {e})"
-            raise ModelError.unreachable(self.config, host, why) from None
+        data, status, size = resp.body, resp.status, resp.length
+        answer_type = resp.headers.get("content-type")
+        answer_attrs = resp.headers.get(_H_CUSTOM_LOWER)
         latency = time.perf_counter_ns() - start
         m.container_latency.observe(latency / 1000)
         if not 200 <= status < 300:
@@ -300,18 +289,6 @@ async def _read_body(request: web.Request, request_id: str, config: GatewayConfi
         raise errors.slow_request(request_id, config.client_timeout, got, declared) from None
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """A container's answer, or None once it passes `limit` (the rest is never buffered)."""
-    if resp.content_length is not None:
-        return None if resp.content_length > limit else await resp.read()
-    buf = bytearray()
-    async for chunk in resp.content.iter_any():
-        buf += chunk
-        if len(buf) > limit:
-            return None
-    return bytes(buf)
-
-
 _ENDPOINT = web.AppKey("endpoint", _Endpoint)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -344,18 +321,14 @@ def create_app(config: GatewayConfig, health: Health | None = None) -> web.Appli
     app = web.Application(client_max_size=config.max_payload_bytes, middlewares=[_sagemaker_shaped])
     app[_ENDPOINT] = endpoint
 
-    async def session_ctx(_: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
-        ) as session:
-            endpoint.session = session
-            yield
-            if endpoint.async_invoker is not None:
-                await endpoint.async_invoker.close()
-            endpoint.session = None
+    async def upstreams_ctx(_: web.Application) -> AsyncIterator[None]:
+        yield
+        if endpoint.async_invoker is not None:
+            await endpoint.async_invoker.close()
+        for upstream in endpoint.upstreams.values():
+            upstream.close()
 
-    app.cleanup_ctx.append(session_ctx)
+    app.cleanup_ctx.append(upstreams_ctx)
     app.router.add_post("/endpoints/{name}/invocations", endpoint.invoke)
     app.router.add_post("/endpoints/{name}/async-invocations", endpoint.invoke_async)
     app.router.add_get("/ping", endpoint.ping)

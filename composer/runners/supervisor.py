@@ -26,6 +26,8 @@ PING_TIMEOUT = 2.0
 PING_INTERVAL = 0.5
 STOP_TIMEOUT = 30.0
 MAX_BACKOFF = 30.0
+_CHUNK = 1 << 16
+_LINE_LIMIT = 1 << 20
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
 State = Literal["starting", "up", "down", "stopped"]
@@ -52,7 +54,10 @@ class LogSink:
         return click.style(text, fg=_COLOURS[index % len(_COLOURS)])
 
     def line(self, prefix: str, text: str) -> None:
-        self.stream.write(f"{prefix} {text}\n")
+        self.lines(prefix, [text])
+
+    def lines(self, prefix: str, texts: list[str]) -> None:
+        self.stream.write("".join(f"{prefix} {text}\n" for text in texts))
         self.stream.flush()
 
 
@@ -85,30 +90,60 @@ class ManagedContainer:
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.state = "starting"
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+        # A plain pipe, not asyncio's PIPE: event loops may hand children a socket there
+        # (uvloop does), and nginx cannot open /dev/stdout on a socket.
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        reader = asyncio.StreamReader(limit=_LINE_LIMIT)
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
-        assert self.proc.stdout is not None
-        self._pumps = [asyncio.create_task(self._pump(self.proc.stdout))]
+        self._pumps = [asyncio.create_task(self._pump(reader))]
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
+        """Relay output in chunks: one read, one file write and one console write per chunk.
+
+        Under load a container prints an access-log line per request; a read per line would
+        cost the gateway's loop a wake-up per line.
+        """
         prefix = self.sink.prefix(self.hostname, self.index)
-        with self.log_path.open("a", encoding="utf-8") as log:
+        partial = b""
+        with self.log_path.open("ab") as log:
             while True:
-                raw = await stream.readline()
-                if not raw:
+                chunk = await stream.read(_CHUNK)
+                if not chunk:
+                    if partial:
+                        self._relay(log, prefix, [partial])
                     return
-                text = raw.decode("utf-8", "replace").rstrip("\n")
-                self._tail.append(text)
-                log.write(text + "\n")
-                log.flush()
-                self.sink.line(prefix, text)
+                lines = (partial + chunk).split(b"\n")
+                partial = lines.pop()
+                if len(partial) > _LINE_LIMIT:  # a line without end: show it in pieces
+                    lines.append(partial)
+                    partial = b""
+                if lines:
+                    self._relay(log, prefix, lines)
+
+    def _relay(self, log: IO[bytes], prefix: str, lines: list[bytes]) -> None:
+        texts = [raw.decode("utf-8", "replace") for raw in lines]
+        self._tail.extend(texts)
+        log.write(b"".join(raw + b"\n" for raw in lines))
+        log.flush()
+        self.sink.lines(prefix, texts)
 
     async def ping(self, session: aiohttp.ClientSession) -> bool:
         try:
