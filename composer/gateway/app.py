@@ -38,7 +38,6 @@ H_REQUEST_ID = "x-amzn-RequestId"
 _H_CUSTOM_LOWER = H_CUSTOM.lower()
 
 
-
 @dataclass(frozen=True)
 class _Answer:
     body: bytes
