@@ -1,4 +1,8 @@
-"""The falcon app every container serves: /ping, /invocations, /execution-parameters."""
+"""The falcon app every container serves: /ping, /invocations, /execution-parameters.
+
+With SAGEMAKER_MULTI_MODEL=true it serves SageMaker's multi-model routes (/models...) instead of
+a default model; see multimodel.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from . import errors
+from . import errors, multimodel
 from .handler import JSON, Handler, media_type
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -69,51 +73,86 @@ class ModelState:
 
 
 class Ping:
-    def __init__(self, state: ModelState) -> None:
-        self.state = state
+    def __init__(self, ready: threading.Event) -> None:
+        self.ready = ready
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self.state.ready.is_set():
+        if not self.ready.is_set():
             raise errors.ModelNotReady("the model is loading")
         resp.status = 200
         resp.data = b""
 
 
-class Invocations:
-    def __init__(self, state: ModelState, default_accept: str) -> None:
-        self.state = state
-        self.default_accept = default_accept
+def answerer(default_accept: str) -> multimodel.Invoke:
+    """One request through input_fn -> predict_fn -> output_fn, for /invocations and /models."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self.state.ready.is_set():
-            raise errors.ModelNotReady("the model is loading")
+    def answer(handler: Handler, model: Any, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
-        accept = preferred(req.get_header("Accept") or "", self.default_accept)
-        payload, produced = self.state.handler.transform(
-            self.state.model, body, content_type, accept
-        )
+        accept = preferred(req.get_header("Accept") or "", default_accept)
+        payload, produced = handler.transform(model, body, content_type, accept)
         resp.data = payload
         resp.content_type = produced
         attributes = req.get_header(CUSTOM_ATTRIBUTES)
         if attributes is not None:
             resp.set_header(CUSTOM_ATTRIBUTES, attributes)
 
+    return answer
+
+
+class Invocations:
+    def __init__(self, state: ModelState, answer: multimodel.Invoke) -> None:
+        self.state = state
+        self.answer = answer
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.state.ready.is_set():
+            raise errors.ModelNotReady("the model is loading")
+        self.answer(self.state.handler, self.state.model, req, resp)
+
+
+class MultiModelInvocations:
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise errors.MultiModelOnly()
+
 
 class ExecutionParameters:
-    def __init__(self, state: ModelState) -> None:
-        self.state = state
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self.state.handler.execution_parameters()
+        resp.media = self.handler.execution_parameters()
 
 
 def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, falcon.Response]:
-    """Load the handler (and, when preloading, the model) and build the WSGI app."""
+    """Load the handler (and, when preloading, the model) and build the WSGI app.
+
+    A multi-model container loads no model here: /ping is 200 once the handler is imported.
+    """
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     handler = Handler.from_environment()
+    app = falcon.App(media_type=JSON)
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
+    answer = answerer(default_accept)
+    app.add_route("/execution-parameters", ExecutionParameters(handler))
+    if multimodel.enabled():
+        limits = multimodel.Limits.from_environment()
+        registry = multimodel.Registry(handler, limits)
+        ready = threading.Event()
+        ready.set()
+        app.add_route("/ping", Ping(ready))
+        app.add_route("/invocations", MultiModelInvocations())
+        multimodel.install(app, registry, answer)
+        log.info(
+            "multi-model container: no default model; memory budget %s, count cap %s",
+            "none" if limits.memory_bytes is None else f"{limits.memory_bytes // multimodel.MB} MB",
+            "none" if limits.max_models is None else limits.max_models,
+        )
+        return app
     state = ModelState(handler, os.environ.get("SM_MODEL_DIR") or "/opt/ml/model")
     if preload is None:
         chosen = os.environ.get("COMPOSER_PRELOAD_MODEL", "").strip().lower()
@@ -125,11 +164,7 @@ def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, fal
         state.load()
     else:
         state.load_in_background()
-    app = falcon.App(media_type=JSON)
-    app.req_options.strip_url_path_trailing_slash = True
-    errors.install(app)
-    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
-    app.add_route("/ping", Ping(state))
-    app.add_route("/invocations", Invocations(state, default_accept))
-    app.add_route("/execution-parameters", ExecutionParameters(state))
+    app.add_route("/ping", Ping(state.ready))
+    app.add_route("/invocations", Invocations(state, answer))
+    multimodel.refuse_models_routes(app)
     return app

@@ -63,6 +63,80 @@ class ModelNotReady(ServingError):
     kind = "ModelNotReady"
 
 
+class ModelNotLoaded(ServingError):
+    """Multi-model: no model of that name is loaded (never was, unloaded, or evicted)."""
+
+    status = 404
+    kind = "ModelNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"model {name!r} is not loaded; load it with POST /models "
+            '{"model_name": ..., "url": ...}'
+        )
+
+
+class ModelDataNotFound(ServingError):
+    """Multi-model: the load request's url is not a folder in this container."""
+
+    status = 404
+    kind = "ModelDataNotFound"
+
+
+class ModelAlreadyLoaded(ServingError):
+    """Multi-model: the contract's 409 for loading a name that is already loaded."""
+
+    status = 409
+    kind = "ModelAlreadyLoaded"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"model {name!r} is already loaded; unload it first (DELETE /models/{name}) "
+            "to load it again"
+        )
+
+
+class InsufficientMemory(ServingError):
+    """Multi-model: the contract's 507; the model does not fit even after evicting others."""
+
+    status = 507
+    kind = "InsufficientMemory"
+
+
+class ModelLoadFailed(ServingError):
+    """Multi-model: model_fn raised; the container stays healthy and other models keep serving."""
+
+    status = 500
+    kind = "ModelLoadError"
+
+
+class MultiModelOnly(ServingError):
+    """/invocations on a multi-model container: the caller must name a model."""
+
+    status = 400
+    kind = "MultiModelContainer"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this container is multi-model (SAGEMAKER_MULTI_MODEL=true) and has no default "
+            "model; load one with POST /models, then invoke it with POST /models/{name}/invoke"
+        )
+
+
+class SingleModelOnly(ServingError):
+    """/models on a single-model container: those routes exist only in multi-model mode."""
+
+    status = 404
+    kind = "NotFound"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no such route; /models exists only in multi-model containers "
+            "(SAGEMAKER_MULTI_MODEL=true); this container serves /ping, /invocations and "
+            "/execution-parameters"
+        )
+
+
 def error_body(message: str, kind: str) -> bytes:
     return json.dumps({"error": message, "type": kind}).encode()
 

@@ -84,6 +84,8 @@ class Handler:
             module, "predict_fn", default_predict_fn
         )
         self.output_fn: Callable[[Any, str], Any] = getattr(module, "output_fn", default_output_fn)
+        # multi-model containers call it when a model is unloaded or evicted (close files, ...)
+        self.unload_fn: Callable[[Any], Any] | None = getattr(module, "unload_fn", None)
 
     @classmethod
     def from_environment(cls) -> Handler:

@@ -23,6 +23,7 @@ from types import FrameType
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60
+DEFAULT_MME_THREADS = 8  # multi-model: one worker, so concurrency comes from its threads
 STOP_GRACE = 25.0  # SageMaker kills 30 s after SIGTERM; leave room to clean up
 PLACEHOLDERS = ("__LISTEN__", "__RUN_DIR__", "__PROXY_TIMEOUT__")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -92,10 +93,19 @@ def _bool_env(name: str) -> bool | None:
     raise ConfigError(f"{name}: got {raw!r}; allowed is true or false")
 
 
+def _optional_int_env(name: str, low: int, high: int) -> int | None:
+    if not os.environ.get(name, "").strip():
+        return None
+    return _int_env(name, low, low, high)
+
+
 def settings(handler: Path | None = None) -> dict[str, object]:
     """Everything serve reads from the environment, checked before anything starts.
 
     Preloading: COMPOSER_PRELOAD_MODEL when set, else the handler's PRELOAD, else true.
+    Multi-model (SAGEMAKER_MULTI_MODEL=true): one gunicorn worker, so a model loaded through
+    one request is there for every other; COMPOSER_WORKER_THREADS threads (default 8, at least
+    2 so /ping answers while a model_fn runs) serve requests concurrently.
     """
     found: dict[str, object] = {
         "port": _int_env("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535),
@@ -104,6 +114,24 @@ def settings(handler: Path | None = None) -> dict[str, object]:
         "timeout": _int_env("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT, 1, 86400),
         "threads": _int_env("COMPOSER_WORKER_THREADS", 1, 1, 1024),
     }
+    multi_model = _bool_env("SAGEMAKER_MULTI_MODEL") is True
+    found["multi_model"] = multi_model
+    found["memory_mb"] = _optional_int_env("COMPOSER_MME_MEMORY_MB", 1, 16 * 1024 * 1024)
+    found["max_models"] = _optional_int_env("COMPOSER_MME_MAX_MODELS", 1, 1_000_000)
+    if multi_model:
+        found["workers"] = 1
+        threads = _int_env("COMPOSER_WORKER_THREADS", DEFAULT_MME_THREADS, 1, 1024)
+        if threads < 2:
+            raise ConfigError(
+                f"COMPOSER_WORKER_THREADS: got {threads}; allowed is 2 to 1024 in multi-model "
+                "mode (one thread could not answer /ping while a model loads)"
+            )
+        found["threads"] = threads
+        if found["memory_mb"] is not None and not Path("/proc/self/statm").is_file():
+            raise ConfigError(
+                "COMPOSER_MME_MEMORY_MB: set, but /proc/self/statm is missing, so model memory "
+                "cannot be measured; allowed only on Linux (unset it to run without a budget)"
+            )
     preload = _bool_env("COMPOSER_PRELOAD_MODEL")
     if preload is None and handler is not None:
         preload = handler_preload(handler)
@@ -153,9 +181,13 @@ def main(argv: list[str]) -> int:
         ),
         encoding="utf-8",
     )
+    mode = ""
+    if conf["multi_model"]:
+        budget = f"{conf['memory_mb']} MB" if conf["memory_mb"] else "none"
+        mode = f"; multi-model, memory budget {budget}, count cap {conf['max_models'] or 'none'}"
     print(
         f"serve: nginx on {conf['host']}:{port}, gunicorn with {conf['workers']} workers "
-        f"(timeout {timeout}s, preload {conf['preload']})",
+        f"x {conf['threads']} threads (timeout {timeout}s, preload {conf['preload']}{mode})",
         file=sys.stderr,
         flush=True,
     )
