@@ -1,7 +1,8 @@
 """Container processes: started in their own process group, logged, pinged, restarted.
 
-Each container runs as one child (the `serve` script, or an engine's `run`). Its whole process
-group is signalled, so nginx and gunicorn never outlive it, even after a kill -9.
+Each container runs as one child (the `serve` script, or an engine's `run`) in its own session.
+When it dies, everything left in that session is killed, as the kernel kills a container's
+processes when its PID 1 dies: nginx and gunicorn never outlive it, even after a kill -9.
 """
 
 from __future__ import annotations
@@ -194,6 +195,19 @@ class ManagedContainer:
             await asyncio.sleep(0.1)
         return self.proc.returncode
 
+    def _kill_leftovers(self) -> None:
+        """SIGKILL its group and whatever else is left in its session.
+
+        `serve` puts nginx and gunicorn in process groups of their own, so a group signal misses
+        them; after a kill -9 of serve they would linger (gunicorn drains for up to 20 s) and keep
+        its output pipe open, delaying the restart.
+        """
+        self._signal_group(signal.SIGKILL)
+        if self.proc is not None:
+            for pid in _session_members(self.proc.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
     def _signal_group(self, sig: signal.Signals) -> None:
         if self.proc is None:
             return
@@ -212,7 +226,7 @@ class ManagedContainer:
             if self._stopping:
                 return
             self.state = "down"
-            self._signal_group(signal.SIGKILL)  # leftovers of a killed serve
+            self._kill_leftovers()
             await self._drain()
             if time.monotonic() - started > 60:
                 backoff = 1.0
@@ -250,8 +264,27 @@ class ManagedContainer:
                 self._signal_group(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._exited(), timeout=timeout)
-        self._signal_group(signal.SIGKILL)
+        self._kill_leftovers()
         await self._drain()
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session `sid`, from /proc (none where there is no /proc)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # fields after the command (which may hold spaces): state ppid pgrp session ...
+            fields = stat.rsplit(b")", 1)[1].split()
+            if len(fields) > 3 and int(fields[3]) == sid:
+                found.append(int(name))
+    return found
 
 
 async def gather_ready(
