@@ -186,8 +186,8 @@ def main(argv: list[str]) -> int:
         budget = f"{conf['memory_mb']} MB" if conf["memory_mb"] else "none"
         mode = f"; multi-model, memory budget {budget}, count cap {conf['max_models'] or 'none'}"
     print(
-        f"serve: nginx on {conf['host']}:{port}, gunicorn with {conf['workers']} workers "
-        f"x {conf['threads']} threads (timeout {timeout}s, preload {conf['preload']}{mode})",
+        f"serve: nginx on {conf['host']}:{port}, gunicorn with {conf['workers']} worker(s) "
+        f"x {conf['threads']} thread(s) (timeout {timeout}s, preload {conf['preload']}{mode})",
         file=sys.stderr,
         flush=True,
     )

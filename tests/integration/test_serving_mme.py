@@ -128,6 +128,7 @@ def test_load_describe_invoke_unload(mme: Served, models: Models) -> None:
         assert (answer["model"], answer["input"], answer["loads"]) == ("alpha", {"n": n}, 1)
         pids.add(answer["pid"])
     assert len(pids) == 1, "one worker holds every model"
+    assert "gunicorn with 1 worker(s) x 8 thread(s)" in mme.log.read_text()
     assert "TargetModel 'alpha.tar.gz'" in mme.log.read_text()
     status, answer = load(mme, "alpha", url)
     assert status == 409 and answer["type"] == "ModelAlreadyLoaded", answer
