@@ -2,32 +2,44 @@
 
 Placeholders are filled by `serve` at each start: __LISTEN__ (host:port from
 SAGEMAKER_BIND_TO_PORT), __RUN_DIR__ (a fresh folder for the pid, temp files and gunicorn's
-socket) and __PROXY_TIMEOUT__ (a little over gunicorn's timeout).
+socket) and __PROXY_TIMEOUT__ (a little over gunicorn's timeout; also how long a client may
+take to send its request headers, and may pause while sending its body).
 """
 
 from __future__ import annotations
 
 from nginx.config.api import Config, Location, Section
+from nginx.config.helpers import duplicate_options
 
 #: SageMaker's real-time payload limit is 6 MiB = 6291456 bytes; the classic 5m refuses some.
 MAX_BODY = "6m"
+PROXY_BUFFER = "16k"
 _NOT_READY = '\'{"error": "the model is not ready yet", "type": "ModelNotReady"}\''
+_TIMED_OUT = (
+    '\'{"error": "the model did not answer within SAGEMAKER_MODEL_SERVER_TIMEOUT", '
+    '"type": "ModelTimeout"}\''
+)
 _NOT_FOUND = (
-    '\'{"error": "no such route; this container serves /ping, /invocations and '
-    '/execution-parameters", "type": "NotFound"}\''
+    '\'{"error": "no such route; this container serves /ping, /invocations, '
+    '/execution-parameters and, when multi-model, /models", "type": "NotFound"}\''
 )
 
 
 def render_nginx_template() -> str:
     """Deterministic template text; nginx parses it once the placeholders are filled."""
     proxy = Location(
-        "~ ^/(ping|invocations|execution-parameters)$",
+        # /models...: SageMaker's multi-model API (the app answers 404 when not multi-model)
+        "~ ^/(ping|invocations|execution-parameters|models(/.*)?)$",
         proxy_pass="http://gunicorn",
         proxy_http_version="1.1",
         proxy_set_header='Connection ""',
         proxy_read_timeout="__PROXY_TIMEOUT__",
         proxy_send_timeout="__PROXY_TIMEOUT__",
         proxy_redirect="off",
+        # room for response headers as long as the request headers nginx admits (8k a line):
+        # a handler echoing a long Custom-Attributes must not turn into a 502
+        proxy_buffer_size=PROXY_BUFFER,
+        proxy_buffers=f"8 {PROXY_BUFFER}",
     )
     server = Section(
         "server",
@@ -36,11 +48,17 @@ def render_nginx_template() -> str:
         Location(
             "@unavailable", default_type="application/json", **{"return": f"503 {_NOT_READY}"}
         ),
+        Location("@timedout", default_type="application/json", **{"return": f"504 {_TIMED_OUT}"}),
+        # nginx's own answers in JSON too: gunicorn not there (502 -> 503, "not ready"), or
+        # silent past the proxy timeout (504; threaded workers are not cut off by gunicorn)
+        duplicate_options("error_page", ["502 =503 @unavailable", "504 =504 @timedout"]),
         listen="__LISTEN__",
         client_max_body_size=MAX_BODY,
         client_body_buffer_size=MAX_BODY,
+        # a client gets as long to send its request as the model gets to answer (slowloris)
+        client_header_timeout="__PROXY_TIMEOUT__",
+        client_body_timeout="__PROXY_TIMEOUT__",
         keepalive_timeout="75s",
-        error_page="502 =503 @unavailable",
     )
     upstream = Section(
         "upstream gunicorn",
