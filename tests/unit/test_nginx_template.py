@@ -73,6 +73,18 @@ def test_proxy_timeouts_outlast_gunicorn(tmp_path: Path, timeout: int) -> None:
     for name in ("proxy_read_timeout", "proxy_send_timeout"):
         ((value,),) = d[name]
         assert int(value.removesuffix("s")) > timeout
+    # and a slow client (slowloris) is cut off after as long as the model may take
+    for name in ("client_header_timeout", "client_body_timeout"):
+        ((value,),) = d[name]
+        assert int(value.removesuffix("s")) == timeout + 5
+
+
+def test_response_headers_as_long_as_admitted_request_headers(tmp_path: Path) -> None:
+    conf = render_config(
+        render_nginx_template(), host="0.0.0.0", port=8080, run_dir=tmp_path, timeout=60
+    )
+    d = _parse(conf, tmp_path)
+    assert d["proxy_buffer_size"] == [["16k"]]  # > nginx's 8k request header line
 
 
 def test_everything_written_goes_to_the_run_dir_or_the_std_streams(tmp_path: Path) -> None:
