@@ -359,11 +359,15 @@ class Gateway:
     async def start(self) -> None:
         # keepalive_timeout also bounds how long a connection may take to send its headers
         # (aiohttp closes one still without a whole request then): slowloris protection.
+        # lingering_time: how long the rest of a refused body is read and dropped before the
+        # connection closes (so the caller still reads the answer); never past the client timeout.
+        timeout = self.config.client_timeout
         runner = web.AppRunner(
             self.app,
             access_log=None,
             handle_signals=False,
-            keepalive_timeout=self.config.client_timeout,
+            keepalive_timeout=timeout,
+            lingering_time=min(10.0, timeout),
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
