@@ -6,12 +6,12 @@ so `--dry-run` and a real deploy start from the same plan and render the same re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..redaction import redact
 from ..render.sagemaker import (
     PLACEHOLDER_ACCOUNT,
     Artifacts,
@@ -30,9 +30,6 @@ from .packing import pack_folder
 MAX_IMAGE_URI = 255
 #: Metadata key holding the archive's sha256 on uploaded objects (x-amz-meta-sha256).
 DIGEST_METADATA = "sha256"
-REDACTED = "***redacted***"
-_SECRET_KEY = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY")
-_ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
 
 
 @dataclass(frozen=True)
@@ -162,19 +159,6 @@ def preflight(pipeline: Pipeline, pipeline_file: str, region: str | None) -> Pla
     render_requests(pipeline, placeholder_artifacts(pipeline))
     uploads = _local_model_data(pipeline)
     return Plan(pipeline, region, role, images, uploads)
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """A copy safe to print: secret-looking environment values and access key ids hidden."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str):
-        if key and _SECRET_KEY.search(key.upper()):
-            return REDACTED
-        return _ACCESS_KEY_ID.sub(REDACTED, value)
-    return value
 
 
 def dry_run_document(plan: Plan) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..batch.local import check_batch_supported
 from ..batch.params import TransformOptions
 from ..batch.storage import is_s3, parse_s3
 from ..errors import UsageError
+from ..redaction import redact
 from ..render.sagemaker import PLACEHOLDER_ACCOUNT, default_bucket
 from ..spec.models import NAME_RULE, Pipeline
 from .clients import Clients
@@ -30,7 +31,7 @@ from .deploy import (
     model_exists,
     upload_model_data,
 )
-from .plan import Plan, redact
+from .plan import Plan
 
 DONE = {"Completed", "Failed", "Stopped"}
 DEFAULT_POLL_INTERVAL = 30.0

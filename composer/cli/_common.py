@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..errors import ComposerError, SpecError
+from ..redaction import redact_text
 from ..spec import Pipeline, load_pipeline
 
 if TYPE_CHECKING:
@@ -20,7 +21,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(func: F) -> F:
-    """Turn our errors into messages; unexpected ones too, unless COMPOSER_DEBUG is set."""
+    """Turn our errors into messages; unexpected ones too, unless COMPOSER_DEBUG is set.
+
+    Every message passes through redact_text: an error must not print an AWS secret.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,10 +32,10 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except SpecError as exc:
             for issue in exc.issues:
-                click.echo(str(issue), err=True)
+                click.echo(redact_text(str(issue)), err=True)
             sys.exit(exc.exit_code)
         except ComposerError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(redact_text(f"error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
@@ -40,9 +44,14 @@ def friendly(func: F) -> F:
         except Exception as exc:  # the last line of defence: never a traceback
             if os.environ.get("COMPOSER_DEBUG"):
                 raise
+            if type(exc).__module__.startswith("botocore."):  # AWS unreachable, refused, ...
+                click.echo(redact_text(f"error: AWS: {exc}"), err=True)
+                sys.exit(1)
             click.echo(
-                f"internal error: {type(exc).__name__}: {exc} "
-                "(set COMPOSER_DEBUG=1 for a traceback)",
+                redact_text(
+                    f"internal error: {type(exc).__name__}: {exc} "
+                    "(set COMPOSER_DEBUG=1 for a traceback)"
+                ),
                 err=True,
             )
             sys.exit(1)

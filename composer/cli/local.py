@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 if TYPE_CHECKING:
     from ..client import EndpointClient
 
+from ..redaction import redact_text
 from ._common import engine_option, friendly, load, pipeline_arg, runner_for
 
 if TYPE_CHECKING:
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Gateway address; loopback unless you mean to share it.",
+    help="Gateway address. Anything but loopback makes the endpoint reachable from other "
+    "machines, with no authentication; up warns when it does.",
 )
 @click.option(
     "--startup-timeout",
@@ -44,8 +47,32 @@ def up(
     from ..runners.local import run_up
 
     spec = load(pipeline)
+    warn_if_exposed(host, port)
     runner = runner_for(engine)
     sys.exit(run_up(spec, host=host, port=port, runner=runner, startup_timeout=startup_timeout))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name, or "" (every address)
+
+
+def warn_if_exposed(host: str, port: int) -> None:
+    """Say so when the gateway is reachable from other machines: it checks no credentials."""
+    if is_loopback(host):
+        return
+    where = host or "every address"
+    click.echo(
+        f"warning: the gateway listens on {where} port {port}, reachable from other machines. "
+        "It has no authentication (no AWS signature is checked): anyone who can reach it can "
+        "invoke the endpoint. The containers stay on 127.0.0.1. Leave out --host (loopback) "
+        "unless you mean to share it.",
+        err=True,
+    )
 
 
 @click.command()
@@ -157,7 +184,7 @@ def invoke(
             custom_attributes=custom_attributes,
         )
     except InvocationError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(redact_text(f"error: {exc}"), err=True)
         sys.exit(1)
     sys.stdout.buffer.write(result.body)
     if not result.body.endswith(b"\n"):
@@ -241,7 +268,7 @@ def _invoke_async(
             return
         result = client.wait_async(accepted, timeout=wait_timeout)
     except InvocationError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(redact_text(f"error: {exc}"), err=True)
         sys.exit(1)
     sys.stdout.buffer.write(result.body)
     if not result.body.endswith(b"\n"):

@@ -15,9 +15,10 @@ from composer.aws import autoscaling
 from composer.aws.cloudformation import dumps, template
 from composer.aws.lockfile import lock_path, read_lock, update_lock, write_lock
 from composer.aws.packing import pack_folder
-from composer.aws.plan import REDACTED, dry_run_document, preflight, redact
+from composer.aws.plan import dry_run_document, preflight
 from composer.cli import cli
 from composer.errors import UsageError
+from composer.redaction import REDACTED, redact
 from composer.spec import load_pipeline
 from composer.spec.models import Pipeline
 from tests.integration.aws_fixtures import ROLE, SPACY, TEXTBLOB, write_pipeline
