@@ -2,11 +2,13 @@
 
 Same TextBlob sentiment as containers/textblob, shaped the way the widely copied example is: a
 lazily loaded "model" held by a class, /ping answering when it loads, /invocations taking JSON.
+With CLASSIC_MODEL=echo, /invocations answers the request body itself (benches/echo's twin).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import flask
@@ -43,8 +45,13 @@ def ping() -> flask.Response:
     return flask.Response(response="\n", status=status, mimetype="application/json")
 
 
+ECHO = os.environ.get("CLASSIC_MODEL") == "echo"
+
+
 @app.route("/invocations", methods=["POST"])
 def invocations() -> flask.Response:
+    if ECHO:
+        return flask.Response(response=flask.request.data, status=200, mimetype="application/json")
     if flask.request.content_type != "application/json":
         return flask.Response(response="This predictor only supports JSON", status=415)
     doc = json.loads(flask.request.data.decode("utf-8"))

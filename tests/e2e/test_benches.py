@@ -1,0 +1,34 @@
+"""The benchmark suite still runs end to end (its smoke mode); no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_benchmark_suite_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "performance.md"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benches" / "run.py"), "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = out.read_text()
+    for title in ("1. Gateway", "2. Serial", "3. Container stack", "4. Batch", "5. Startup",
+                  "6. Memory", "7. Load"):  # fmt: skip
+        assert f"### {title}" in text
+    figures = json.loads(out.with_suffix(".json").read_text())
+    assert {"gateway", "serial", "stack", "batch", "startup", "memory", "load"} <= set(figures)
+    assert all(row["throughput_ratio"] > 0 for row in figures["gateway"])
+    assert figures["batch"]["in_process_docs_per_s"] > 0
