@@ -25,6 +25,7 @@ from tests.integration.test_push import ENV, cli
 from tests.integration.test_push import nlp_images as nlp_images  # the session fixture
 
 from .conftest import READY_TIMEOUT, Up, nlp_pipeline, start_up, write_pipeline
+from .test_exposure import assert_only_loopback, container_ports, descendants, listening
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.e2e]
 
@@ -91,6 +92,17 @@ def _containers(engine: Engine, endpoint: str) -> list[str]:
     return engine.containers_labelled(ENDPOINT_LABEL, endpoint)
 
 
+def _pid(engine: Engine, name: str) -> int:
+    """The host pid of a container's first process."""
+    proc = subprocess.run(
+        [engine.binary, "container", "inspect", "--format", "{{.State.Pid}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout.strip())
+
+
 @contextlib.contextmanager
 def _up_engine(pipeline: Path, engine: Engine, leave: set[str] | None = None) -> Iterator[Up]:
     """`up --engine podman` until the block ends; then no container of it may be left."""
@@ -117,6 +129,11 @@ def test_up_with_podman_serves_direct(nlp_images: Path, engine: Engine) -> None:
         assert good["polarity"] > 0 > bad["polarity"]
         running = _containers(engine, "nlp-direct")
         assert len(running) == 2
+        # Host network: each container's nginx, like the gateway, listens on loopback only.
+        pids = [_pid(engine, name) for name in running]
+        found = listening(descendants([up.proc.pid, *pids]))
+        assert {("127.0.0.1", port) for port in container_ports(up)} <= found
+        assert_only_loopback(found, besides=set())
         # Logs come through with hostname prefixes, as the process runner prints them.
         assert any(line.startswith("spacy ") and " | " in line for line in up.lines)
 
