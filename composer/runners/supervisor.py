@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -62,6 +62,31 @@ class LogSink:
         self.stream.flush()
 
 
+_PING_REQUEST = '"GET /ping HTTP/'
+
+
+class LogTail:
+    """A container's last output lines, without those our own /ping calls cause.
+
+    nginx logs every ping, and while the model loads an upstream error for each too: after a
+    long startup window they would be all a startup failure could show.
+    """
+
+    def __init__(self, size: int = 40) -> None:
+        self.lines: deque[str] = deque(maxlen=size)
+        self.pings = 0
+
+    def append(self, text: str) -> None:
+        if _PING_REQUEST in text:
+            self.pings += 1
+        else:
+            self.lines.append(text)
+
+    def extend(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.append(text)
+
+
 @dataclass
 class ManagedContainer:
     """One supervised container: how to start it, where it listens, where it logs."""
@@ -78,7 +103,7 @@ class ManagedContainer:
     state: State = "starting"
     restarts: int = 0
     proc: asyncio.subprocess.Process | None = None
-    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    _tail: LogTail = field(default_factory=LogTail)
     _pumps: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
 
@@ -86,7 +111,7 @@ class ManagedContainer:
         return self.state == "up" and self.proc is not None and self.proc.returncode is None
 
     def tail(self, count: int = 20) -> list[str]:
-        return list(self._tail)[-count:]
+        return list(self._tail.lines)[-count:]
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,9 +199,10 @@ class ManagedContainer:
 
     def _startup_message(self, what: str) -> str:
         lines = "\n".join(f"  {t}" for t in self.tail(20)) or "  (no output)"
+        pings = f", {self._tail.pings} about /ping left out" if self._tail.pings else ""
         return (
             f"container {self.hostname} {what} while starting. Last log lines "
-            f"(all of them in {self.log_path}):\n{lines}"
+            f"(all of them in {self.log_path}{pings}):\n{lines}"
         )
 
     async def _drain(self) -> None:
