@@ -189,8 +189,13 @@ class EndpointClient:
         accept: str | None = None,
         custom_attributes: str | None = None,
         inference_id: str | None = None,
+        target_model: str | None = None,
     ) -> InvokeResult:
-        """InvokeEndpoint; a dict body is sent as JSON, a str as UTF-8."""
+        """InvokeEndpoint; a dict body is sent as JSON, a str as UTF-8.
+
+        `target_model` picks the model of a multi-model container (its archive's path under
+        the container's model data prefix, e.g. "en-rules.tar.gz").
+        """
         if isinstance(body, dict):
             payload = json.dumps(body).encode()
         elif isinstance(body, str):
@@ -210,6 +215,8 @@ class EndpointClient:
             params["CustomAttributes"] = custom_attributes
         if inference_id is not None:
             params["InferenceId"] = inference_id
+        if target_model is not None:
+            params["TargetModel"] = target_model
         with _translated():
             r = self.client.invoke_endpoint(**params)
         return InvokeResult(

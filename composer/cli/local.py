@@ -78,6 +78,12 @@ def warn_if_exposed(host: str, port: int) -> None:
 @click.command()
 @click.argument("target_endpoint", metavar="PIPELINE_OR_ENDPOINT")
 @click.option("--target", "target", default=None, help="TargetContainerHostname (Direct).")
+@click.option(
+    "--target-model",
+    default=None,
+    help="TargetModel of a multi-model container: the archive's path under its model data "
+    "prefix (e.g. en-rules.tar.gz).",
+)
 @click.option("--content-type", default="application/json", show_default=True)
 @click.option("--accept", default=None, help="Accept of the (last) container.")
 @click.option("--custom-attributes", default=None, help="X-Amzn-SageMaker-Custom-Attributes.")
@@ -122,6 +128,7 @@ def warn_if_exposed(host: str, port: int) -> None:
 def invoke(
     target_endpoint: str,
     target: str | None,
+    target_model: str | None,
     content_type: str,
     accept: str | None,
     custom_attributes: str | None,
@@ -148,6 +155,11 @@ def invoke(
     if local and endpoint_url is None:
         endpoint_url = "http://127.0.0.1:8080"
     client = _client(name, endpoint_url, region)
+    if target_model is not None and (is_async or input_location is not None):
+        raise UsageError(
+            "--target-model: not with --async (SageMaker's asynchronous inference serves "
+            "single-model endpoints only)"
+        )
     if is_async or input_location is not None:
         _invoke_async(
             client,
@@ -182,6 +194,7 @@ def invoke(
             content_type=content_type,
             accept=accept,
             custom_attributes=custom_attributes,
+            target_model=target_model,
         )
     except InvocationError as exc:
         click.echo(redact_text(f"error: {exc}"), err=True)

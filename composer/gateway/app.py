@@ -23,6 +23,13 @@ from .asyncinv import AsyncInvoker
 from .config import GatewayConfig, Health, Upstream
 from .errors import GatewayError, InternalFailure, ModelError, ValidationError
 from .metrics import CONTENT_TYPE, ENDPOINT_LEVEL, GatewayMetrics
+from .multimodel import (
+    H_TARGET_MODEL,
+    LoadFailed,
+    ModelSourceError,
+    MultiModelRouter,
+    check_target_model,
+)
 from .upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("composer.gateway")
@@ -58,6 +65,13 @@ class _Endpoint:
             c.hostname: UpstreamPool(c.url.rstrip("/") + "/invocations") for c in config.containers
         }
         self.hostnames = ", ".join(c.hostname for c in config.containers)
+        self.routers = {
+            c.hostname: MultiModelRouter(
+                self.upstreams[c.hostname], c.model_source, c.invocation_timeout
+            )
+            for c in config.containers
+            if c.model_source is not None
+        }
         self.async_invoker: AsyncInvoker | None = None
         if config.async_inference is not None:
             self.async_invoker = AsyncInvoker(config.async_inference, self._run_async)
@@ -83,6 +97,7 @@ class _Endpoint:
         accept: str | None,
         custom_attributes: str | None,
         receiver: str,
+        target_model: str | None = None,
     ) -> _Answer:
         """One container round trip; any failure becomes the ModelError SageMaker would send."""
         host = up.hostname
@@ -102,8 +117,18 @@ class _Endpoint:
         m.invocations.inc()
         start = time.perf_counter_ns()
         try:
-            async with asyncio.timeout(up.invocation_timeout):
-                resp = await self.upstreams[host].post(body, headers, limit)
+            router = self.routers.get(host)
+            if router is None:
+                async with asyncio.timeout(up.invocation_timeout):
+                    resp = await self.upstreams[host].post(body, headers, limit)
+            else:
+                if target_model is None:
+                    raise ValidationError(
+                        f"Container {host} is a multi-model container: specify TargetModel."
+                    )
+                resp = await router.invoke(
+                    target_model, body, headers, limit, up.invocation_timeout
+                )
         except TimeoutError:
             m.errors_5xx.inc()
             raise ModelError.timed_out(self.config, host) from None
@@ -111,6 +136,12 @@ class _Endpoint:
             m.errors_5xx.inc()
             why = str(e) if e.connecting else f"the connection to {up.url} broke: {e}"
             raise ModelError.unreachable(self.config, host, why) from None
+        except ModelSourceError as e:
+            m.errors_4xx.inc()
+            raise ValidationError(str(e)) from None
+        except LoadFailed as e:
+            (m.errors_4xx if 400 <= e.status < 500 else m.errors_5xx).inc()
+            raise ModelError(self.config, host, e.status, str(e)) from None
         data, status, size = resp.body, resp.status, resp.length
         answer_type = resp.headers.get("content-type")
         answer_attrs = resp.headers.get(_H_CUSTOM_LOWER)
@@ -173,6 +204,18 @@ class _Endpoint:
                     f"(its inference execution mode is Serial), so TargetContainerHostname "
                     f"must not be specified; got {target!r}."
                 )
+            target_model = h.get(H_TARGET_MODEL)
+            if target_model is not None:
+                if not self.routers:
+                    raise ValidationError(
+                        f"Endpoint {name} is not a multi-model endpoint and does not support "
+                        "target model header."
+                    )
+                why = check_target_model(target_model)
+                if why is not None:
+                    raise ValidationError(f"{why}.")
+            elif self.routers and (up is None or up.hostname in self.routers):
+                raise ValidationError(f"Request {request_id} is missing a target model header.")
             errors.check_headers(h)
             body = await _read_body(request, request_id, config)
             content_type = h.get("Content-Type")
@@ -180,11 +223,13 @@ class _Endpoint:
             attrs = h.get(H_CUSTOM)
             if up is not None:
                 overhead_label = up.hostname
-                answer = await self.call(up, body, content_type, accept, attrs, "a response")
+                answer = await self.call(
+                    up, body, content_type, accept, attrs, "a response", target_model
+                )
                 in_containers = answer.latency_ns
             else:
                 overhead_label = ENDPOINT_LEVEL
-                answer = await self._chain(body, content_type, accept, attrs)
+                answer = await self._chain(body, content_type, accept, attrs, target_model)
                 in_containers = answer.latency_ns
             headers = {H_VARIANT: config.variant_name, H_REQUEST_ID: request_id}
             if answer.content_type is not None:
@@ -211,7 +256,12 @@ class _Endpoint:
                 self.metrics.of(overhead_label).overhead_latency.observe(overhead / 1000)
 
     async def _chain(
-        self, body: bytes, content_type: str | None, accept: str | None, attrs: str | None
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        attrs: str | None,
+        target_model: str | None,
     ) -> _Answer:
         """Serial: each answer (body and Content-Type, verbatim) is the next request."""
         containers = self.config.containers
@@ -223,7 +273,7 @@ class _Endpoint:
                 f"a request to container {containers[i + 1].hostname}" if i < last else "a response"
             )
             answer = await self.call(
-                up, body, content_type, accept if i == last else None, attrs, receiver
+                up, body, content_type, accept if i == last else None, attrs, receiver, target_model
             )
             spent += answer.latency_ns
             body, content_type = answer.body, answer.content_type

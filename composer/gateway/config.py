@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from .multimodel import ModelSource
+
 Mode = Literal["Direct", "Serial"]
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 DEFAULT_CLIENT_TIMEOUT = 60.0
@@ -42,6 +44,8 @@ class Upstream:
     url: str
     invocation_timeout: float = 60.0
     log_path: str = ""
+    #: Multi-model container: where its models come from (None: a single-model container).
+    model_source: ModelSource | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.hostname):

@@ -147,7 +147,7 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive connections to one container (HTTP/1.1, POST only)."""
+    """Keep-alive connections to one container (HTTP/1.1; bodies always sent with a length)."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -161,10 +161,11 @@ class UpstreamPool:
         self._host_header = f"{host}:{self.port}".encode()
         self._idle: deque[_Connection] = deque()
 
-    def _request(self, body: bytes, headers: dict[str, str]) -> bytes:
+    def _request(self, method: str, path: bytes, body: bytes, headers: dict[str, str]) -> bytes:
         head = [
-            b"POST ",
-            self.path,
+            method.encode(),
+            b" ",
+            path,
             b" HTTP/1.1\r\nHost: ",
             self._host_header,
             b"\r\nContent-Length: ",
@@ -188,8 +189,14 @@ class UpstreamPool:
         return conn
 
     async def post(self, body: bytes, headers: dict[str, str], limit: int) -> Answer:
-        """POST `body`; header values must be latin-1 (HTTP's own rule). Cancel-safe."""
-        request = self._request(body, headers)
+        """POST `body` to the pool's path; header values must be latin-1 (HTTP's own rule)."""
+        return await self.send("POST", self.path, body, headers, limit)
+
+    async def send(
+        self, method: str, path: bytes, body: bytes, headers: dict[str, str], limit: int
+    ) -> Answer:
+        """One request on a kept-alive connection (or a new one). Cancel-safe."""
+        request = self._request(method, path, body, headers)
         while self._idle:
             conn = self._idle.pop()
             if conn.closed:

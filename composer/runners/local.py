@@ -28,6 +28,7 @@ from ..render.context import write_build_context
 from ..spec.models import Container, Pipeline
 from .envs import ensure_env, python_of
 from .modeldata import prepare_model_dir
+from .multimodel import LocalModelSource
 from .supervisor import LogSink, ManagedContainer, gather_ready
 
 DEFAULT_STARTUP_WINDOW = 480  # SageMaker's 8 minutes
@@ -53,6 +54,8 @@ def container_env(container: Container, index: int, port: int) -> dict[str, str]
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 999}",
     }
+    if container.multi_model:
+        env["SAGEMAKER_MULTI_MODEL"] = "true"
     env.update(container.env)
     return env
 
@@ -60,8 +63,17 @@ def container_env(container: Container, index: int, port: int) -> dict[str, str]
 def model_dir_for(
     pipeline: Pipeline, container: Container, progress: Callable[[str], None]
 ) -> Path:
-    """The container's /opt/ml/model: its model data extracted (or downloaded) as SageMaker does."""
+    """The container's /opt/ml/model: its model data extracted (or downloaded) as SageMaker does.
+
+    A multi-model container gets an empty folder instead: its models are extracted into it one
+    by one, on first use (runners/multimodel.py).
+    """
     data = container.model_data
+    if container.multi_model:
+        folder = state_dir(pipeline) / "models" / container.hostname / "multi-model"
+        shutil.rmtree(folder, ignore_errors=True)  # what a previous run loaded is gone
+        folder.mkdir(parents=True)
+        return folder
     source = pipeline.resolve(data) if data is not None and not data.startswith("s3://") else None
     if data is not None:
         progress(f"{container.hostname}: preparing model data")
@@ -79,6 +91,8 @@ class Prepared:
     cwd: Path | None
     port: int
     stop_argv: list[str] | None = None
+    #: Multi-model: (folder on this machine, the same folder as the container sees it).
+    models: tuple[Path, str] | None = None
 
 
 class Runner(Protocol):
@@ -124,7 +138,8 @@ class ProcessRunner:
             env["COMPOSER_LISTEN_HOST"] = self.listen_host
             env["SM_MODEL_DIR"] = str(model_dir)
             argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]
-            out.append(Prepared(c, argv, env, ctx.path, port))
+            models = (model_dir, str(model_dir)) if c.multi_model else None
+            out.append(Prepared(c, argv, env, ctx.path, port, models=models))
         return out
 
 
@@ -149,8 +164,13 @@ class LocalEndpoint:
         return any(c.hostname == hostname and c.is_up() for c in self.containers)
 
 
-def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -> GatewayConfig:
+def gateway_config(
+    pipeline: Pipeline,
+    containers: Sequence[ManagedContainer],
+    prepared: Sequence[Prepared] = (),
+) -> GatewayConfig:
     by_host = {c.hostname: c for c in pipeline.containers}
+    sources = {p.container.hostname: _model_source(pipeline, p) for p in prepared if p.models}
     return GatewayConfig(
         endpoint_name=pipeline.name,
         mode=pipeline.mode,
@@ -160,6 +180,7 @@ def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -
                 url=m.url,
                 invocation_timeout=by_host[m.hostname].invocation_timeout,
                 log_path=str(m.log_path),
+                model_source=sources.get(m.hostname),
             )
             for m in containers
         ),
@@ -167,6 +188,14 @@ def gateway_config(pipeline: Pipeline, containers: Sequence[ManagedContainer]) -
         region=pipeline.aws.region or "us-east-1",
         async_inference=_async_settings(pipeline),
     )
+
+
+def _model_source(pipeline: Pipeline, prepared: Prepared) -> LocalModelSource:
+    assert prepared.models is not None and prepared.container.model_data is not None
+    data = prepared.container.model_data
+    prefix = data if data.startswith("s3://") else str(pipeline.resolve(data))
+    folder, visible = prepared.models
+    return LocalModelSource(prefix, folder, visible)
 
 
 def _async_settings(pipeline: Pipeline) -> AsyncSettings | None:
@@ -237,7 +266,7 @@ async def running_endpoint(
             await gather_ready(managed, session, window)
             endpoint = LocalEndpoint(pipeline, managed, "")
             gateway = await start_gateway(
-                gateway_config(pipeline, managed), host, port, health=endpoint
+                gateway_config(pipeline, managed, prepared), host, port, health=endpoint
             )
             endpoint.gateway_url = f"http://{_url_host(host)}:{gateway.port}"
             supervisors = [

@@ -18,7 +18,7 @@ from ..render.context import write_build_context
 from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
-from .engine import Engine, EngineError
+from .engine import MODEL_DIR, Engine, EngineError
 from .local import Prepared, container_env, free_port, model_dir_for, state_dir
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
@@ -181,5 +181,8 @@ class EngineRunner:
                     OWNER_LABEL: str(os.getpid()),
                 },
             )
-            out.append(Prepared(c, argv, child_env, None, port, engine.stop_argv(name)))
+            models = (Path(model_dir), MODEL_DIR) if c.multi_model else None
+            out.append(
+                Prepared(c, argv, child_env, None, port, engine.stop_argv(name), models=models)
+            )
         return out

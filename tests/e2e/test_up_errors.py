@@ -97,6 +97,12 @@ def test_hostname_on_serial_is_a_validation_error(faulty_chain: Up) -> None:
     assert err["__class__"] == "ValidationError"
 
 
+def test_target_model_on_a_single_model_endpoint_is_a_validation_error(faulty_chain: Up) -> None:
+    err = error_of(faulty_chain, {}, TargetModel="a.tar.gz")
+    assert err["__class__"] == "ValidationError"
+    assert "is not a multi-model endpoint" in err["Error"]["Message"]
+
+
 def test_unknown_endpoint(faulty: Up) -> None:
     err = error_of(faulty, {}, EndpointName="nope", TargetContainerHostname="echo")
     assert err["__class__"] == "ValidationError"
