@@ -144,6 +144,7 @@ def test_kill_9_under_load_is_answered_then_recovers(faults: Up) -> None:
             "in_flight_failed": len([o for o in in_flight if o.error]),
             "slowest_failure_seconds": round(max((o.seconds for o in failed), default=0), 2),
             "requests_after_recovery": len(after),
+            "steady_requests": len(steady),
             "steady_failures": len([o for o in steady if o.error]),
         },
     )
