@@ -8,10 +8,12 @@ name; so `client.exceptions.ModelError` carries `OriginalStatusCode` etc. in `e.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import ClassVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import GatewayConfig
 
@@ -204,3 +206,26 @@ def check_headers(headers: Mapping[str, str]) -> None:
             raise ValidationError(
                 f"{member} ({header}): got {value[:40]!a}; only {allowed} characters are allowed."
             )
+
+
+class _OneLineForMalformedRequests(logging.Filter):
+    """aiohttp logs a traceback for every request its parser refuses (it answers 400 itself).
+
+    That is the caller's mistake, not the gateway's: one warning line says it all.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            why = (exc.message or type(exc).__name__).strip().splitlines()[0]
+            record.msg = f"{record.getMessage()}: refused with {exc.code}: {why}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+#: The logger the gateway's HTTP server reports connection-level problems to.
+server_log = logging.getLogger("composer.gateway.http")
+server_log.addFilter(_OneLineForMalformedRequests())
