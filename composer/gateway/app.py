@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -167,30 +167,17 @@ class _Endpoint:
         return _Answer(data, answer_type, answer_attrs, latency)
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
-        """POST /endpoints/{name}/invocations (through aiohttp)."""
+        """POST /endpoints/{name}/invocations."""
         request_id = str(uuid.uuid4())
-        return await self.handle_invoke(
-            request_id,
-            request.match_info["name"],
-            request.headers,
-            lambda: _read_body(request, request_id, self.config),
-        )
-
-    async def handle_invoke(
-        self,
-        request_id: str,
-        name: str,
-        h: Mapping[str, str],
-        read_body: Callable[[], Awaitable[bytes]],
-    ) -> web.Response:
-        """InvokeEndpoint, whichever HTTP server received it (`h`: case-insensitive headers)."""
         started = time.perf_counter_ns()
         in_containers = 0
         overhead_label: str | None = None
         try:
             config = self.config
+            name = request.match_info["name"]
             if name != config.endpoint_name:
                 raise errors.unknown_endpoint(config, name)
+            h = request.headers
             variant = h.get(H_TARGET_VARIANT)
             if variant is not None and variant != config.variant_name:
                 raise ValidationError(
@@ -230,7 +217,7 @@ class _Endpoint:
             elif self.routers and (up is None or up.hostname in self.routers):
                 raise ValidationError(f"Request {request_id} is missing a target model header.")
             errors.check_headers(h)
-            body = await read_body()
+            body = await _read_body(request, request_id, config)
             content_type = h.get("Content-Type")
             accept = h.get("Accept")
             attrs = h.get(H_CUSTOM)
