@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import re
 import socket
 import threading
@@ -115,6 +116,14 @@ def _mode(up: Up) -> str:
     return next(line for line in up.lines if "ready at" in line)
 
 
+#: (test, status, x-amzn-ErrorType) -> count of raw-socket answers, shown at the end (-s)
+SEEN: Counter[tuple[str, int, str]] = Counter()
+
+
+def _current_test() -> str:
+    return os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+
+
 def assert_sagemaker_answer(a: Answer | None) -> None:
     """2xx, a 4xx, or a SageMaker error shape; never a gateway 500 or a container's 5xx.
 
@@ -123,6 +132,7 @@ def assert_sagemaker_answer(a: Answer | None) -> None:
     """
     assert a is not None, "the gateway closed the connection without an answer"
     kind = a.headers.get("x-amzn-errortype")
+    SEEN[(_current_test(), a.status, kind or "")] += 1
     if 200 <= a.status < 300:
         return
     assert 400 <= a.status < 500, (a.status, kind, a.body[:500])
@@ -547,6 +557,8 @@ def test_openapi_from_url_against_serial(serial: Up, published_docs: str) -> Non
 
 
 def test_containers_stay_healthy_after_the_fuzzing(direct: Up, serial: Up) -> None:
+    for key, count in sorted(SEEN.items()):
+        print("answers seen:", *key, count)
     for up in (direct, serial):
         assert_healthy(up)
         assert up.proc.poll() is None
