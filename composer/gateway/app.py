@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from . import errors
 from .asyncinv import AsyncInvoker
 from .config import GatewayConfig, Health, Upstream
 from .errors import GatewayError, InternalFailure, ModelError, ValidationError
+from .fastpath import Connections, FastPath
 from .metrics import CONTENT_TYPE, ENDPOINT_LEVEL, GatewayMetrics
 from .multimodel import (
     H_TARGET_MODEL,
@@ -167,17 +168,40 @@ class _Endpoint:
         return _Answer(data, answer_type, answer_attrs, latency)
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
-        """POST /endpoints/{name}/invocations."""
+        """POST /endpoints/{name}/invocations (through aiohttp)."""
         request_id = str(uuid.uuid4())
+        return await self.handle_invoke(
+            request_id,
+            request.match_info["name"],
+            request.headers,
+            lambda: _read_body(request, request_id, self.config),
+        )
+
+    async def handle_fast(
+        self, request_id: str, name: str, headers: Mapping[str, str], body: bytes
+    ) -> web.Response:
+        """An invocation the fast path read whole (its length within the payload limit)."""
+
+        async def whole() -> bytes:
+            return body
+
+        return await self.handle_invoke(request_id, name, headers, whole)
+
+    async def handle_invoke(
+        self,
+        request_id: str,
+        name: str,
+        h: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> web.Response:
+        """InvokeEndpoint, whichever HTTP server received it (`h`: case-insensitive headers)."""
         started = time.perf_counter_ns()
         in_containers = 0
         overhead_label: str | None = None
         try:
             config = self.config
-            name = request.match_info["name"]
             if name != config.endpoint_name:
                 raise errors.unknown_endpoint(config, name)
-            h = request.headers
             variant = h.get(H_TARGET_VARIANT)
             if variant is not None and variant != config.variant_name:
                 raise ValidationError(
@@ -217,7 +241,7 @@ class _Endpoint:
             elif self.routers and (up is None or up.hostname in self.routers):
                 raise ValidationError(f"Request {request_id} is missing a target model header.")
             errors.check_headers(h)
-            body = await _read_body(request, request_id, config)
+            body = await read_body()
             content_type = h.get("Content-Type")
             accept = h.get("Accept")
             attrs = h.get(H_CUSTOM)
@@ -400,6 +424,8 @@ class Gateway:
         self.port = port
         self.app = create_app(config, health)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._connections: Connections | None = None
 
     @property
     def url(self) -> str:
@@ -421,18 +447,41 @@ class Gateway:
             logger=errors.server_log,  # a malformed request: one line, not a traceback
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        server = runner.server
+        assert server is not None
+        endpoint = self.app[_ENDPOINT]
+        connections = Connections()
+
+        def protocol() -> FastPath:
+            return FastPath(
+                endpoint.handle_fast,
+                server,
+                connections,
+                self.config.max_payload_bytes,
+                timeout,
+            )
+
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            listener = await loop.create_server(protocol, self.host, self.port, reuse_address=True)
         except OSError as e:
             await runner.cleanup()
             raise OSError(
                 e.errno, f"the gateway cannot listen on {self.host}:{self.port}: {e.strerror}"
             ) from e
         self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._listener = listener
+        self._connections = connections
+        self.port = int(listener.sockets[0].getsockname()[1])
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting; answer what is in flight (up to `grace` seconds); close."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._connections is not None:
+            await self._connections.close(grace)
+            self._connections = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,0 +1,303 @@
+"""The gateway's listening socket: plain invocations answered here, the rest by aiohttp.
+
+Why: per request, aiohttp's server cost about 100 µs of CPU on this project's machines, an
+asyncio protocol on httptools about 18 µs (docs/performance.md). Nearly all traffic is one
+shape: `POST /endpoints/NAME/invocations` with a Content-Length within the payload limit. A
+connection's requests of that shape are parsed, answered and kept alive here; the first request
+of any other shape (other paths and methods, chunked or oversize bodies, `Expect`, a parser
+error) hands the whole connection, with the bytes received so far, to aiohttp's own handler,
+which then serves it exactly as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from . import errors
+
+_PATH = re.compile(rb"\A/endpoints/([^/?#%]+)/invocations\Z")
+_HEADER_END = b"\r\n\r\n"
+
+Invoke = Callable[[str, str, CIMultiDictProxy[str], bytes], Coroutine[Any, Any, web.Response]]
+
+
+class _Handoff(Exception):
+    """This request is not one the fast path serves: aiohttp takes the connection."""
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second = second
+            cls.value = formatdate(second, usegmt=True).encode()
+        return cls.value
+
+
+class Connections:
+    """Every fast-path connection, so that a stop can finish in-flight answers and close."""
+
+    def __init__(self) -> None:
+        self.open: set[FastPath] = set()
+        self.closing = False
+
+    async def close(self, timeout: float) -> None:
+        """Close idle connections now; busy ones after their answer (within `timeout`)."""
+        self.closing = True
+        for conn in list(self.open):
+            if not conn.busy:
+                conn.close()
+        deadline = time.monotonic() + timeout
+        while any(c.busy for c in self.open) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.open):
+            conn.close()
+
+
+class FastPath(asyncio.Protocol):
+    """One client connection (HTTP/1.1)."""
+
+    def __init__(
+        self,
+        invoke: Invoke,
+        fallback: Callable[[], asyncio.Protocol],
+        connections: Connections,
+        limit: int,
+        timeout: float,
+    ) -> None:
+        self._invoke = invoke
+        self._fallback = fallback
+        self._connections = connections
+        self._limit = limit
+        self._timeout = timeout
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._parser: httptools.HttpRequestParser | None = None
+        self._url = b""
+        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._need = -1  # bytes of the whole request once its headers are parsed
+        self._body_at = 0
+        self._parsed = 0
+        self._keep_alive = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._handed_off = False
+        self.busy = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._connections.open.add(self)
+        self._arm(self._idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.open.discard(self)
+        self._disarm()
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self.busy:
+            self._advance()
+
+    # parsing
+
+    def _advance(self) -> None:
+        """Parse what has arrived; dispatch a whole request; hand off anything else."""
+        if self._need < 0:
+            if self._parser is None:
+                self._start_request()
+            assert self._parser is not None
+            chunk = bytes(self._buf[self._parsed :])
+            self._parsed = len(self._buf)
+            try:
+                self._parser.feed_data(chunk)
+            except httptools.HttpParserError as e:
+                # httptools wraps what a callback raised; _Accepted stops it once the headers
+                # are in (the body is counted, not parsed)
+                if not isinstance(e.__context__, _Accepted):
+                    self._hand_off()
+                    return
+            if self._need < 0:
+                return
+        if len(self._buf) < self._need:
+            return
+        self._dispatch()
+
+    def _start_request(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers = CIMultiDict()
+        self._need = -1
+        self._body_at = 0
+        self._parsed = 0
+        self._arm(self._slow_request)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        h = self._headers
+        if (
+            parser.get_method() != b"POST"
+            or parser.get_http_version() != "1.1"
+            or _PATH.match(self._url) is None
+            or "Transfer-Encoding" in h
+            or "Expect" in h
+            or len(h.getall("Content-Length", ())) != 1
+            or self._connections.closing
+        ):
+            raise _Handoff
+        length = h["Content-Length"]
+        end = self._buf.find(_HEADER_END)
+        if not length.isdigit() or int(length) > self._limit or end < 0:
+            raise _Handoff
+        self._keep_alive = bool(parser.should_keep_alive())
+        self._need = end + len(_HEADER_END) + int(length)
+        self._body_at = end + len(_HEADER_END)
+        raise _Accepted
+
+    def _hand_off(self) -> None:
+        """aiohttp serves this connection from now on, from this request's first byte."""
+        transport = self._transport
+        if transport is None or self._handed_off:
+            return
+        self._handed_off = True
+        self._disarm()
+        self._connections.open.discard(self)
+        protocol = self._fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._buf:
+            protocol.data_received(bytes(self._buf))
+        self._buf = bytearray()
+
+    # answering
+
+    def _dispatch(self) -> None:
+        self._disarm()
+        self.busy = True
+        body = bytes(self._buf[self._body_at : self._need])
+        rest = self._buf[self._need :]
+        self._buf = bytearray(rest)
+        match = _PATH.match(self._url)
+        assert match is not None
+        name = match.group(1).decode("latin-1")
+        request_id = str(uuid.uuid4())
+        headers = CIMultiDictProxy(self._headers)
+        self._parser = None
+        self._need = -1
+        task = asyncio.get_running_loop().create_task(self._invoke(request_id, name, headers, body))
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[web.Response]) -> None:
+        self.busy = False
+        if task.cancelled():
+            self.close()
+            return
+        exc = task.exception()
+        if exc is not None:  # the handler answers every failure itself; this is a bug guard
+            errors.server_log.error("gateway failure", exc_info=exc)
+            response = errors.InternalFailure(
+                "The local gateway failed while handling a request; its log has the details."
+            ).to_response(str(uuid.uuid4()))
+        else:
+            response = task.result()
+        closing = self._connections.closing or not self._keep_alive
+        self._write(response, closing)
+        if closing:
+            self.close()
+            return
+        self._arm(self._idle_timeout)
+        if self._buf:
+            self._advance()
+
+    def _write(self, response: web.Response, closing: bool) -> None:
+        if self._transport is None:
+            return
+        body = response.body
+        assert isinstance(body, bytes | bytearray), "fast-path answers are whole bodies"
+        status = response.status
+        reason = response.reason or _reason(status)
+        head = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
+        for name, value in response.headers.items():
+            if name.lower() not in ("content-length", "connection", "date"):
+                head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        head += [
+            b"Content-Length: ",
+            str(len(body)).encode(),
+            b"\r\nDate: ",
+            _Date.now(),
+            b"\r\nConnection: close\r\n\r\n" if closing else b"\r\n\r\n",
+            bytes(body),
+        ]
+        self._transport.write(b"".join(head))
+
+    # timers
+
+    def _arm(self, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_timeout(self) -> None:
+        if not self.busy and not self._buf:
+            self.close()
+        else:
+            self._slow_request()
+
+    def _slow_request(self) -> None:
+        """Headers or body still incomplete after the client timeout (slowloris): cut off."""
+        if self.busy or self._transport is None:
+            return
+        got = max(0, len(self._buf) - self._body_at) if self._need >= 0 else 0
+        declared = self._need - self._body_at if self._need >= 0 else None
+        if self._need >= 0:
+            response = errors.slow_request(str(uuid.uuid4()), self._timeout, got, declared)
+            self._write(response.to_response(str(uuid.uuid4())), closing=True)
+        self.close()
+
+    def close(self) -> None:
+        self._disarm()
+        if self._transport is not None and not self._handed_off:
+            with contextlib.suppress(Exception):
+                self._transport.close()
+
+
+class _Accepted(Exception):
+    """Headers parsed and accepted: the body is counted, not parsed."""
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
