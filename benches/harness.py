@@ -90,7 +90,7 @@ def wrk(
     watch: dict[str, int] | None = None,
 ) -> Load:
     """One bounded wrk run (one thread, which leaves the most CPU to the servers)."""
-    argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s"]
+    argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s"]
     argv += ["-s", str(LUA), url, "--", str(body), "application/json"]
     argv += [f"{k}: {v}" for k, v in (headers or {}).items()]
     before = {name: cpu_seconds(pid) for name, pid in (watch or {}).items()}

@@ -148,28 +148,48 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
     with composer_up(_echo_pipeline(work, 1), work / "up-echo.log") as up:
         gateway = f"{up.gateway}/endpoints/echo-1/invocations"
         direct = f"{up.containers['echo1']}/invocations"
-        watch = {"up": up.pid}
-        for url in (gateway, direct):
-            wrk("warm-up", url, body, 8, 1)
-        probes: list[Callable[[], Load]] = []
-        for c in (1, 4, 16):
-            for label, url in (
+        port = free_port()
+        floor_proc = subprocess.Popen(
+            [str(VENV_BIN / "python"), str(HERE / "floor_proxy.py"), direct, str(port)],
+            start_new_session=True,
+        )
+        floor = f"http://127.0.0.1:{port}/endpoints/echo-1/invocations"
+        try:
+            _wait_port(port)
+            watch = {"up": up.pid, "floor": floor_proc.pid}
+            for url in (gateway, direct, floor):
+                wrk("warm-up", url, body, 8, 1)
+            probes: list[Callable[[], Load]] = []
+            paths = (
                 ("through the gateway", gateway),
                 ("direct to the container", direct),
-            ):
-                probes.append(functools.partial(wrk, label, url, body, c, seconds, None, watch))
-        loads = best_of(probes, rounds)
+                ("through a minimal Python proxy", floor),
+            )
+            for c in (1, 4, 16):
+                for label, url in paths:
+                    probes.append(functools.partial(wrk, label, url, body, c, seconds, None, watch))
+            every = best_of(probes, rounds)
+        finally:
+            stop(floor_proc)
+    loads = [x for x in every if x.label != "through a minimal Python proxy"]
+    floors = [x for x in every if x.label == "through a minimal Python proxy"]
     pairs = [(loads[i], loads[i + 1]) for i in range(0, len(loads), 2)]
     report.section("1. Gateway overhead per hop (echo container)")
-    report.add(*_table(loads, cpu="up"))
+    report.add(*_table(every, cpu="up"))
     report.add("")
-    rows = ["| concurrency | added p50 ms | added p99 ms | gateway / direct requests/s |"]
-    rows.append("|--:|--:|--:|--:|")
+    rows = [
+        "| concurrency | added p50 ms | added p99 ms | gateway / direct requests/s "
+        "| minimal proxy / direct requests/s | gateway CPU µs/request | minimal proxy CPU "
+        "µs/request |",
+        "|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     figures = []
-    for g, d in pairs:
+    for (g, d), f in zip(pairs, floors, strict=True):
         ratio = g.rps / d.rps if d.rps else 0.0
         rows.append(
-            f"| {g.concurrency} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {ratio:.0%} |"
+            f"| {g.concurrency} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {ratio:.0%} "
+            f"| {f.rps / d.rps if d.rps else 0:.0%} | {g.cpu_us.get('up', 0):.0f} "
+            f"| {f.cpu_us.get('floor', 0):.0f} |"
         )
         figures.append(
             {
@@ -184,10 +204,23 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
     report.add(
         "",
         "Targets: added p50 ≤ 0.3 ms, added p99 ≤ 1 ms, gateway ≥ 90% of direct requests/s. "
-        "`up` CPU is what the `up` process (gateway, and the relay of the container's log "
-        "lines, which direct loads pay too) spent per request.",
+        "CPU columns: what the `up` process (the gateway; it also relays the container's log "
+        "lines, which direct loads pay too) and the minimal proxy (benches/floor_proxy.py: "
+        "parse, forward, answer, nothing else) spent per request.",
     )
     report.figures["gateway"] = figures
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"bench: nothing listens on port {port} after {timeout:.0f}s")
 
 
 # --- 2. Serial chains ---------------------------------------------------------------------

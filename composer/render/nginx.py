@@ -69,7 +69,8 @@ def render_nginx_template() -> str:
         "http",
         upstream,
         server,
-        access_log="/dev/stdout combined",
+        # buffered: one write per 16 KB of lines (or each second), not one per request
+        access_log="/dev/stdout combined buffer=16k flush=1s",
         client_body_temp_path="__RUN_DIR__/client_body",
         proxy_temp_path="__RUN_DIR__/proxy",
         fastcgi_temp_path="__RUN_DIR__/fastcgi",

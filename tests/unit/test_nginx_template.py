@@ -98,7 +98,7 @@ def test_everything_written_goes_to_the_run_dir_or_the_std_streams(tmp_path: Pat
         assert d[name][0][0].startswith(f"{run_dir}/")
     assert d["server"][0][0] == f"unix:{run_dir}/gunicorn.sock"
     assert d["error_log"] == [["stderr", "warn"]]
-    assert d["access_log"] == [["/dev/stdout", "combined"]]
+    assert d["access_log"] == [["/dev/stdout", "combined", "buffer=16k", "flush=1s"]]
 
 
 def test_template_is_deterministic() -> None:
