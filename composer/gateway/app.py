@@ -450,7 +450,7 @@ class Gateway:
         server = runner.server
         assert server is not None
         endpoint = self.app[_ENDPOINT]
-        connections = Connections()
+        connections = Connections(timeout)
 
         def protocol() -> FastPath:
             return FastPath(

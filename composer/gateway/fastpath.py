@@ -29,6 +29,7 @@ from . import errors
 
 _PATH = re.compile(rb"\A/endpoints/([^/?#%]+)/invocations\Z")
 _HEADER_END = b"\r\n\r\n"
+_OWN_HEADERS = frozenset({"Content-Length", "Connection", "Date"})  # written by _write itself
 
 Invoke = Callable[[str, str, CIMultiDictProxy[str], bytes], Coroutine[Any, Any, web.Response]]
 
@@ -55,13 +56,32 @@ class _Date:
 class Connections:
     """Every fast-path connection, so that a stop can finish in-flight answers and close."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.open: set[FastPath] = set()
         self.closing = False
+        self._every = min(1.0, timeout / 4)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def add(self, conn: FastPath) -> None:
+        self.open.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """One timer for every connection: a request then only notes its deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._every)
+            now = loop.time()
+            for conn in list(self.open):
+                conn.check_deadline(now)
 
     async def close(self, timeout: float) -> None:
         """Close idle connections now; busy ones after their answer (within `timeout`)."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self.open):
             if not conn.busy:
                 conn.close()
@@ -97,7 +117,8 @@ class FastPath(asyncio.Protocol):
         self._body_at = 0
         self._parsed = 0
         self._keep_alive = True
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._on_deadline: Callable[[], None] = self.close
         self._handed_off = False
         self.busy = False
 
@@ -106,7 +127,7 @@ class FastPath(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._connections.open.add(self)
+        self._connections.add(self)
         self._arm(self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -117,17 +138,23 @@ class FastPath(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buf += data
         if not self.busy:
-            self._advance()
+            self._advance(data)
 
     # parsing
 
-    def _advance(self) -> None:
-        """Parse what has arrived; dispatch a whole request; hand off anything else."""
+    def _advance(self, data: bytes | None = None) -> None:
+        """Parse what has arrived; dispatch a whole request; hand off anything else.
+
+        `data`: the bytes just received, when they are all that is unparsed (saves a copy).
+        """
         if self._need < 0:
             if self._parser is None:
                 self._start_request()
             assert self._parser is not None
-            chunk = bytes(self._buf[self._parsed :])
+            if data is not None and len(self._buf) - self._parsed == len(data):
+                chunk = data
+            else:
+                chunk = bytes(self._buf[self._parsed :])
             self._parsed = len(self._buf)
             try:
                 self._parser.feed_data(chunk)
@@ -243,30 +270,35 @@ class FastPath(asyncio.Protocol):
         assert isinstance(body, bytes | bytearray), "fast-path answers are whole bodies"
         status = response.status
         reason = response.reason or _reason(status)
-        head = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
-        for name, value in response.headers.items():
-            if name.lower() not in ("content-length", "connection", "date"):
-                head.append(f"{name}: {value}\r\n".encode("latin-1"))
-        head += [
+        lines = "".join(
+            f"{name}: {value}\r\n"
+            for name, value in response.headers.items()
+            if name not in _OWN_HEADERS
+        )
+        head = [
+            f"HTTP/1.1 {status} {reason}\r\n{lines}".encode("latin-1"),
             b"Content-Length: ",
             str(len(body)).encode(),
             b"\r\nDate: ",
             _Date.now(),
             b"\r\nConnection: close\r\n\r\n" if closing else b"\r\n\r\n",
-            bytes(body),
+            body,
         ]
         self._transport.write(b"".join(head))
 
     # timers
 
     def _arm(self, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, callback)
+        self._deadline = asyncio.get_running_loop().time() + self._timeout
+        self._on_deadline = callback
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
+
+    def check_deadline(self, now: float) -> None:
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            self._on_deadline()
 
     def _idle_timeout(self) -> None:
         if not self.busy and not self._buf:
