@@ -20,7 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
 
 from ..errors import SpecError, SpecIssue
-from .models import MAX_ENV_TOTAL_BYTES, Pipeline
+from .models import ARCHIVE_SUFFIXES, MAX_ENV_TOTAL_BYTES, MULTI_MODEL_ENV, Pipeline
 
 Loc = tuple[str | int, ...]
 
@@ -393,13 +393,8 @@ def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
             "single-container pipeline (SageMaker's Direct multi-container endpoints are "
             "real-time only)",
         )
-    multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
-    if len(multi) > 1:
-        yield (
-            ("containers", multi[1], "multi_model"),
-            f"got {len(multi)} multi-model containers; a pipeline holds at most one",
-        )
-    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.env.items())
+    yield from _multi_model_checks(pipeline)
+    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.model_env.items())
     if total > MAX_ENV_TOTAL_BYTES:
         yield (
             ("containers",),
@@ -421,6 +416,8 @@ def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
                     "holds inference.py and requirements.txt",
                 )
         data = container.model_data
+        if container.multi_model:
+            continue  # a prefix, not one model: _multi_model_checks
         if data is not None and not data.startswith("s3://"):
             path = pipeline.resolve(data)
             if path.is_dir():
@@ -436,3 +433,91 @@ def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
                     ("containers", index, "model_data"),
                     f"got {data!r}; a model_data file is a .tar.gz archive",
                 )
+
+
+#: Where SageMaker lists what each hosting option supports: multi-model endpoints are real-time
+#: only, and combine with serial inference pipelines but not with multi-container (Direct) ones.
+FEATURES = "see SageMaker's supported-features table"
+
+
+def _multi_model_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
+    """SageMaker's rules for multi-model containers, and their model data as a prefix."""
+    multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
+    if len(multi) > 1:
+        yield (
+            ("containers", multi[1], "multi_model"),
+            f"got {len(multi)} multi-model containers "
+            f"({', '.join(f'containers[{i}]' for i in multi)}); SageMaker allows at most one "
+            "multi-model container in a pipeline",
+        )
+    for index, container in enumerate(pipeline.containers):
+        flag = container.env.get(MULTI_MODEL_ENV)
+        if flag is None or (flag == "true") == container.multi_model:
+            continue
+        yield (
+            ("containers", index, "environment", MULTI_MODEL_ENV),
+            f"got {MULTI_MODEL_ENV}={flag!r} with multi_model: "
+            f"{str(container.multi_model).lower()}; set "
+            "multi_model instead (it sets this variable, the image label and Mode: "
+            "MultiModel together)",
+        )
+    if not multi:
+        return
+    first = multi[0]
+    where = ("containers", first, "multi_model")
+    if pipeline.mode == "Direct" and pipeline.is_multi_container:
+        yield (
+            where,
+            "got multi_model: true in a Direct pipeline; SageMaker does not support "
+            "multi-model containers in multi-container endpoints with direct invocation "
+            f"({FEATURES}); use a Serial pipeline or a single-container one",
+        )
+    if pipeline.async_inference is not None and not pipeline.is_multi_container:
+        yield (
+            ("async",),
+            f"got async with a multi-model container (containers[{first}]); SageMaker's "
+            f"asynchronous inference does not support multi-model endpoints ({FEATURES}); "
+            "drop async or multi_model",
+        )
+    if pipeline.transform is not None and pipeline.mode != "Direct":
+        yield (
+            ("transform",),
+            f"got transform with a multi-model container (containers[{first}]); SageMaker's "
+            f"batch transform does not support multi-model endpoints ({FEATURES}); drop "
+            "transform or multi_model",
+        )
+    for index in multi:
+        container = pipeline.containers[index]
+        data = container.model_data
+        if data is None:
+            yield (
+                ("containers", index, "multi_model"),
+                "got multi_model: true without model_data; a multi-model container needs "
+                "model_data: the folder or s3:// prefix its .tar.gz models are loaded from",
+            )
+            continue
+        if data.startswith("s3://"):
+            continue
+        path = pipeline.resolve(data)
+        loc: Loc = ("containers", index, "model_data")
+        if path.is_dir():
+            continue
+        if not path.exists():
+            yield (
+                loc,
+                f"got {data!r}, which does not exist (looked at {path}); a multi-model "
+                "container's model_data is a folder of .tar.gz archives or an s3:// prefix",
+            )
+        elif path.name.endswith(ARCHIVE_SUFFIXES):
+            yield (
+                loc,
+                f"got {data!r}, one archive; a multi-model container takes a folder (or an "
+                "s3:// prefix) of .tar.gz archives, one per model: put the archive in a "
+                "folder and give the folder",
+            )
+        else:
+            yield (
+                loc,
+                f"got {data!r}, which is not a folder; a multi-model container's model_data "
+                "is a folder of .tar.gz archives or an s3:// prefix",
+            )

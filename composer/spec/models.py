@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,8 @@ MAX_ENV_ENTRIES = 100
 MAX_ENV_STRING = 1024
 MAX_ENV_TOTAL_BYTES = 32 * 1024
 MAX_TAGS = 50
+MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 NAME_HELP = "letters, digits and inner hyphens, at most 63"
 
@@ -96,11 +99,22 @@ class Container(_Spec):
         description="A prebuilt image URI (at most 255 characters). One of build and image.",
         max_length=255,
     )
+    multi_model: bool = Field(
+        default=False,
+        description=(
+            "A multi-model container (Mode: MultiModel): it hosts many models, loaded on demand "
+            "and picked per request by TargetModel. Adds the multi-models image label and "
+            "SAGEMAKER_MULTI_MODEL=true; model_data is then a folder or s3:// prefix of .tar.gz "
+            "archives. At most one per pipeline; not in Direct pipelines, async or transform."
+        ),
+    )
     model_data: str | None = Field(
         default=None,
         description=(
             "Model artifacts extracted to /opt/ml/model: a local .tar.gz, a local folder "
-            "(both relative to this file), or an s3:// URI of a .tar.gz."
+            "(both relative to this file), or an s3:// URI of a .tar.gz. With multi_model: the "
+            "models' prefix: a local folder holding .tar.gz archives (subfolders allowed), or an "
+            "s3://BUCKET/PREFIX/; TargetModel is an archive's path under it."
         ),
     )
     environment: dict[EnvKey, EnvValue] = Field(
@@ -120,12 +134,6 @@ class Container(_Spec):
             "ModelError (SageMaker's real-time limit is 60)."
         ),
     )
-    multi_model: bool = Field(
-        default=False,
-        description=(
-            "The image serves many models (adds the multi-models label); at most one per pipeline."
-        ),
-    )
 
     @field_validator("hostname")
     @classmethod
@@ -134,17 +142,27 @@ class Container(_Spec):
 
     @field_validator("environment")
     @classmethod
-    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_ENV_ENTRIES:
+    def _environment(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        added = 1 if info.data.get("multi_model") and MULTI_MODEL_ENV not in value else 0
+        if len(value) + added > MAX_ENV_ENTRIES:
+            also = f" (plus {MULTI_MODEL_ENV}, which multi_model adds)" if added else ""
             raise SpecValueError(
-                f"got {len(value)} entries; SageMaker allows at most {MAX_ENV_ENTRIES}"
+                f"got {len(value)} entries{also}; SageMaker allows at most {MAX_ENV_ENTRIES}"
             )
         return value
 
     @field_validator("model_data")
     @classmethod
-    def _model_data(cls, value: str | None) -> str | None:
+    def _model_data(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or not value.startswith("s3://"):
+            return value
+        if info.data.get("multi_model"):
+            if not S3_URI_RULE.fullmatch(value) or value.endswith(ARCHIVE_SUFFIXES):
+                raise SpecValueError(
+                    f"got {value!r}; a multi-model container's model_data is the S3 prefix "
+                    "its archives are under, s3://BUCKET/PREFIX/, not one .tar.gz (TargetModel "
+                    "names an archive under it)"
+                )
             return value
         if not S3_URI_RULE.fullmatch(value) or not value.endswith(".tar.gz"):
             raise SpecValueError(
@@ -161,8 +179,18 @@ class Container(_Spec):
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment as SageMaker receives it: strings only."""
+        """The spec's environment map: strings only."""
         return {k: str(v) for k, v in self.environment.items()}
+
+    @property
+    def model_env(self) -> dict[str, str]:
+        """The ContainerDefinition's Environment: a multi-model container's flag, then the map.
+
+        SageMaker injects SAGEMAKER_MULTI_MODEL=true itself; it is written out too so the image
+        behaves the same wherever the definition is run.
+        """
+        flag = {MULTI_MODEL_ENV: "true"} if self.multi_model else {}
+        return {**flag, **self.env}
 
 
 class Autoscaling(_Spec):

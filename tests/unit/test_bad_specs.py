@@ -58,6 +58,7 @@ TOPICS = {
     "mode": "mode values that do not exist",
     "direct": "a Direct pipeline with one container",
     "async": "an async block on a multi-container pipeline",
+    "multi": "multi-model containers: two in a pipeline, Direct, async, transform, bad prefixes",
 }
 
 
@@ -103,6 +104,7 @@ THROUGH_CLI = [
     "mode-unknown",
     "direct-one-container",
     "async-multi-container",
+    "multi-direct",
 ]
 
 

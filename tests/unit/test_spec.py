@@ -373,3 +373,107 @@ def test_schema_matches_the_committed_copy() -> None:
         "$schema": committed["$schema"],
         "title": committed["title"],
     }
+
+
+# --- multi-model containers ---------------------------------------------------------------------
+
+
+def _multi(project: Path, model_data: str, *, mode: str = "Serial", extra: str = "") -> Path:
+    (project / "models" / "v2").mkdir(parents=True, exist_ok=True)
+    (project / "models" / "en.tar.gz").write_bytes(b"")
+    (project / "models" / "v2" / "de.tar.gz").write_bytes(b"")
+    return write(
+        project,
+        f"""
+        name: mm
+        mode: {mode}
+        containers:
+          - hostname: a
+            build: containers/a
+            multi_model: true
+            model_data: {model_data}
+          - hostname: b
+            build: containers/b
+        {extra}
+        """,
+    )
+
+
+@pytest.mark.parametrize("model_data", ["models", "models/", "s3://bucket/models/", "s3://b-1/m"])
+def test_multi_model_takes_a_folder_or_an_s3_prefix(project: Path, model_data: str) -> None:
+    p = load_pipeline(_multi(project, model_data))
+    c = p.containers[0]
+    assert c.multi_model and c.model_data == model_data
+    assert c.model_env == {"SAGEMAKER_MULTI_MODEL": "true"}
+    assert p.containers[1].model_env == {}
+
+
+def test_multi_model_env_flag_comes_first_and_a_matching_one_is_allowed(project: Path) -> None:
+    path = _multi(project, "models")
+    text = path.read_text().replace(
+        "    model_data: models\n",
+        "    model_data: models\n    environment:\n"
+        '      A: 1\n      SAGEMAKER_MULTI_MODEL: "true"\n',
+    )
+    c = load_pipeline(write(project, text)).containers[0]
+    assert list(c.model_env.items()) == [("SAGEMAKER_MULTI_MODEL", "true"), ("A", "1")]
+
+
+@pytest.mark.parametrize(
+    ("model_data", "mode", "extra", "where", "fragment"),
+    [
+        ("models", "Direct", "", "containers[0].multi_model", "in a Direct pipeline"),
+        ("models/en.tar.gz", "Serial", "", "containers[0].model_data", "one archive"),
+        ("s3://bucket/m/en.tar.gz", "Serial", "", "containers[0].model_data", "S3 prefix"),
+        ("s3://bucket/m/en.tgz", "Serial", "", "containers[0].model_data", "S3 prefix"),
+        ("nowhere", "Serial", "", "containers[0].model_data", "does not exist"),
+        ("notes.txt", "Serial", "", "containers[0].model_data", "not a folder"),
+        ("models", "Serial", "transform: {}", "transform", "batch transform does not support"),
+    ],
+)
+def test_multi_model_refusals(
+    project: Path, model_data: str, mode: str, extra: str, where: str, fragment: str
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(_multi(project, model_data, mode=mode, extra=extra))
+    (issue,) = caught.value.issues
+    assert issue.path == where
+    if where.endswith("multi_model"):
+        assert issue.line == 6  # the multi_model: true line
+    assert fragment in issue.message, issue.message
+
+
+def test_multi_model_alone_refuses_async_but_a_plain_container_takes_it(project: Path) -> None:
+    (project / "models").mkdir()
+    text = """
+    name: solo
+    containers:
+      - hostname: a
+        build: containers/a
+        multi_model: true
+        model_data: models
+    async:
+      output_path: s3://bucket/out
+    """
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(write(project, text))
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (7, "async")
+    assert "asynchronous inference does not support multi-model endpoints" in issue.message
+    lines = [line for line in text.splitlines(keepends=True) if "multi_model" not in line]
+    plain = "".join(lines).replace("model_data: models", "model_data: model.tar.gz")
+    assert load_pipeline(write(project, plain)).async_inference is not None
+
+
+def test_multi_model_counts_its_flag_in_the_environment_limits(project: Path) -> None:
+    (project / "models").mkdir()
+    entries = "".join(f"      K{i}: v\n" for i in range(100))
+    head = "name: x\ncontainers:\n  - hostname: a\n    build: containers/a\n"
+    plain = f"{head}    environment:\n{entries}"
+    assert len(load_pipeline(write(project, plain)).containers[0].env) == 100
+    multi = f"{head}    multi_model: true\n    model_data: models\n    environment:\n{entries}"
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(write(project, multi))
+    (issue,) = caught.value.issues
+    assert issue.path == "containers[0].environment"
+    assert "plus SAGEMAKER_MULTI_MODEL, which multi_model adds" in issue.message
