@@ -81,7 +81,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Context:
     spec = tmp / "mme.yaml"
     spec.write_text(
         f"name: mme-test\ncontainers:\n  - hostname: models\n    build: {FIXTURE}\n"
-        "    multi_model: true\n"
+        f"    multi_model: true\n    model_data: {tmp}\n"
     )
     pipeline = load_pipeline(spec)
     built = write_build_context(pipeline, pipeline.container("models"), tmp / "build")
