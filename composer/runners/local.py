@@ -54,9 +54,7 @@ def container_env(container: Container, index: int, port: int) -> dict[str, str]
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 999}",
     }
-    if container.multi_model:
-        env["SAGEMAKER_MULTI_MODEL"] = "true"
-    env.update(container.env)
+    env.update(container.model_env)  # the spec's Environment, plus SAGEMAKER_MULTI_MODEL
     return env
 
 
