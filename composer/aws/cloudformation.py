@@ -75,10 +75,19 @@ def template(plan: Plan) -> dict[str, Any]:
                 ],
             },
         }
+    shown_bucket = bucket if explicit_bucket else "sagemaker-REGION-ACCOUNT"
     uploads = [
-        f"{u.archive} -> s3://{bucket if explicit_bucket else 'sagemaker-REGION-ACCOUNT'}/{u.key}"
+        f"{u.archive} -> s3://{shown_bucket}/{u.key}"
         for u in plan.uploads
+        if u.target_model is None
     ]
+    for c in pipeline.containers:  # a multi-model folder: its archives, under one prefix
+        if c.hostname in plan.prefixes:
+            folder = pipeline.resolve(c.model_data or "")
+            uploads.append(
+                f"the .tar.gz archives under {folder} (same relative paths) -> "
+                f"s3://{shown_bucket}/{plan.prefixes[c.hostname]}"
+            )
     description = (
         f"SageMaker endpoint {pipeline.name} ({len(pipeline.containers)} container(s), "
         f"{pipeline.mode}) exported by sagemaker-composer."

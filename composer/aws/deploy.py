@@ -180,20 +180,48 @@ def ensure_bucket(plan: Plan, clients: Clients, reporter: Reporter) -> str:
     return bucket
 
 
+def _stored_digest(clients: Clients, bucket: str, key: str) -> tuple[bool, str | None]:
+    """(whether the object exists, the sha256 deploy recorded on it if any)."""
+    try:
+        head = clients.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+            raise aws_failure(f"HeadObject s3://{bucket}/{key}", exc) from None
+        return False, None
+    digest = head.get("Metadata", {}).get(DIGEST_METADATA)
+    return True, str(digest) if digest is not None else None
+
+
 def upload_model_data(
     plan: Plan, clients: Clients, bucket: str, outcome: Outcome, reporter: Reporter
 ) -> None:
+    """Upload what S3 does not hold yet; refuse, before any upload, to replace a model archive.
+
+    A multi-model archive keeps its key (its TargetModel). SageMaker's instances cache what
+    they loaded, so it says never to overwrite one: a changed model needs a new name.
+    """
+    pending = []
+    replaced = []
     for item in plan.uploads:
         url = f"s3://{bucket}/{item.key}"
-        try:
-            head = clients.s3.head_object(Bucket=bucket, Key=item.key)
-            if head.get("Metadata", {}).get(DIGEST_METADATA) == item.sha256:
-                outcome.skipped_uploads.append(url)
-                reporter.say(f"{item.hostname}: model data already at {url}")
-                continue
-        except ClientError as exc:
-            if _code(exc) not in {"404", "NoSuchKey", "NotFound"}:
-                raise aws_failure(f"HeadObject {url}", exc) from None
+        exists, digest = _stored_digest(clients, bucket, item.key)
+        if digest == item.sha256:
+            outcome.skipped_uploads.append(url)
+            reporter.say(f"{item.hostname}: model data already at {url}")
+        elif exists and item.target_model is not None:
+            replaced.append(f"{item.archive} (TargetModel {item.target_model!r}, at {url})")
+        else:
+            pending.append(item)
+    if replaced:
+        raise DeployError(
+            "a multi-model archive changed but keeps its name: "
+            + "; ".join(replaced)
+            + ". SageMaker says not to overwrite a multi-model endpoint's archives (instances "
+            "keep serving the version they cached): give the new version a new file name, "
+            "such as NAME-v2.tar.gz, and invoke that TargetModel. Nothing was uploaded"
+        )
+    for item in pending:
+        url = f"s3://{bucket}/{item.key}"
         reporter.say(f"{item.hostname}: uploading {item.archive} ({item.size} bytes) to {url}")
         try:
             clients.s3.upload_file(

@@ -6,7 +6,8 @@ so `--dry-run` and a real deploy start from the same plan and render the same re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ from ..render.sagemaker import (
     Requests,
     default_bucket,
     model_data_key,
+    models_prefix_key,
     placeholder_artifacts,
     render_requests,
 )
 from ..runners.modeldata import file_sha256
-from ..spec.models import MAX_ENV_TOTAL_BYTES, ROLE_ARN_RULE, Pipeline
+from ..spec.models import ARCHIVE_SUFFIXES, MAX_ENV_TOTAL_BYTES, ROLE_ARN_RULE, Pipeline
 from . import autoscaling
 from .lockfile import lock_path, read_lock
 from .packing import pack_folder
@@ -30,6 +32,9 @@ from .packing import pack_folder
 MAX_IMAGE_URI = 255
 #: Metadata key holding the archive's sha256 on uploaded objects (x-amz-meta-sha256).
 DIGEST_METADATA = "sha256"
+#: InvokeEndpoint's TargetModel: printable ASCII, not starting with a blank, at most 1024.
+MAX_TARGET_MODEL = 1024
+_TARGET_MODEL = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class LocalModelData:
     archive: Path
     sha256: str
     key: str
+    #: One archive of a multi-model container's folder: its TargetModel (its path under the
+    #: folder, and under the S3 prefix). Such objects are never overwritten (see deploy).
+    target_model: str | None = None
 
     @property
     def size(self) -> int:
@@ -54,12 +62,16 @@ class Plan:
     role_arn: str
     images: dict[str, str]
     uploads: list[LocalModelData]
+    #: Multi-model containers with a local folder: hostname -> key prefix of their archives.
+    prefixes: dict[str, str] = field(default_factory=dict)
 
     def artifacts(self, bucket: str) -> Artifacts:
         urls: dict[str, str] = {}
         local = {u.hostname: u for u in self.uploads}
         for c in self.pipeline.containers:
-            if c.hostname in local:
+            if c.hostname in self.prefixes:
+                urls[c.hostname] = f"s3://{bucket}/{self.prefixes[c.hostname]}"
+            elif c.hostname in local:
                 urls[c.hostname] = f"s3://{bucket}/{local[c.hostname].key}"
             elif c.model_data is not None:
                 urls[c.hostname] = c.model_data
@@ -70,7 +82,7 @@ class Plan:
 
     @property
     def needs_bucket(self) -> bool:
-        return bool(self.uploads)
+        return bool(self.uploads) or bool(self.prefixes)
 
 
 def _role(pipeline: Pipeline) -> str:
@@ -112,7 +124,7 @@ def _images(pipeline: Pipeline, pipeline_file: str) -> dict[str, str]:
 
 
 def _check_environment(pipeline: Pipeline) -> None:
-    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.env.items())
+    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.model_env.items())
     if total > MAX_ENV_TOTAL_BYTES:
         raise UsageError(
             f"containers: got {total} bytes of environment keys and values in all; SageMaker "
@@ -130,6 +142,9 @@ def _local_model_data(pipeline: Pipeline) -> list[LocalModelData]:
         if c.model_data is None or c.model_data.startswith("s3://"):
             continue
         source = pipeline.resolve(c.model_data)
+        if c.multi_model:
+            found += _local_models(pipeline, c.hostname, c.model_data, source)
+            continue
         if source.is_dir():
             archive = pack_folder(source, _cache_dir(pipeline) / f"{c.hostname}.tar.gz")
         elif source.is_file():
@@ -145,6 +160,43 @@ def _local_model_data(pipeline: Pipeline) -> list[LocalModelData]:
     return found
 
 
+def _local_models(
+    pipeline: Pipeline, hostname: str, given: str, folder: Path
+) -> list[LocalModelData]:
+    """Each archive under a multi-model container's folder, keyed by its path under it."""
+    where = f"containers.{hostname}.model_data"
+    if not folder.is_dir():
+        raise UsageError(
+            f"{where}: got {given!r}, which is not a folder (looked at {folder}); a multi-model "
+            "container's model_data is a folder of .tar.gz archives or an s3:// prefix"
+        )
+    prefix = models_prefix_key(pipeline, hostname)
+    found: list[LocalModelData] = []
+    archives = sorted(
+        p for p in folder.rglob("*") if p.name.endswith(ARCHIVE_SUFFIXES) and p.is_file()
+    )
+    for archive in archives:
+        target = archive.relative_to(folder).as_posix()
+        if len(target) > MAX_TARGET_MODEL or not _TARGET_MODEL.fullmatch(target):
+            raise UsageError(
+                f"{where}: {archive}: its path under {given!r}, {target!r}, is its TargetModel, "
+                f"which SageMaker allows as printable ASCII of at most {MAX_TARGET_MODEL} "
+                "characters, not starting with a blank; rename it"
+            )
+        digest = file_sha256(archive)
+        found.append(LocalModelData(hostname, archive, archive, digest, prefix + target, target))
+    return found
+
+
+def local_prefixes(pipeline: Pipeline) -> dict[str, str]:
+    """Key prefixes of multi-model containers whose model data is a local folder."""
+    return {
+        c.hostname: models_prefix_key(pipeline, c.hostname)
+        for c in pipeline.containers
+        if c.multi_model and c.model_data is not None and not c.model_data.startswith("s3://")
+    }
+
+
 def preflight(pipeline: Pipeline, pipeline_file: str, region: str | None) -> Plan:
     """The plan, or a UsageError for anything SageMaker would refuse; makes no AWS call."""
     role = _role(pipeline)
@@ -158,7 +210,7 @@ def preflight(pipeline: Pipeline, pipeline_file: str, region: str | None) -> Pla
     # Names carry a hash suffix; rendering once refuses names that grow past 63 characters.
     render_requests(pipeline, placeholder_artifacts(pipeline))
     uploads = _local_model_data(pipeline)
-    return Plan(pipeline, region, role, images, uploads)
+    return Plan(pipeline, region, role, images, uploads, local_prefixes(pipeline))
 
 
 def dry_run_document(plan: Plan) -> dict[str, Any]:
@@ -182,11 +234,17 @@ def dry_run_document(plan: Plan) -> dict[str, Any]:
             }
         )
     for upload in plan.uploads:
+        when = f"only if s3://{bucket}/{upload.key} does not hold this sha256 yet"
+        if upload.target_model is not None:
+            when += (
+                f" (TargetModel {upload.target_model!r}; deploy stops, uploading nothing, if "
+                "it holds another version: a multi-model archive is never overwritten)"
+            )
         calls.append(
             {
                 "service": "s3",
                 "operation": "PutObject",
-                "when": f"only if s3://{bucket}/{upload.key} does not hold this sha256 yet",
+                "when": when,
                 "file": str(upload.archive),
                 "bytes": upload.size,
                 "params": {

@@ -71,6 +71,22 @@ def model_data_key(pipeline: Pipeline, hostname: str, digest: str | None = None)
     return "/".join(p for p in parts if p) + "/model.tar.gz"
 
 
+def models_prefix_key(pipeline: Pipeline, hostname: str) -> str:
+    """Where a multi-model container's local archives go: one fixed prefix, ending in `/`.
+
+    Fixed, not content-hashed: the prefix is the ModelDataUrl, so adding an archive changes
+    neither the model nor the endpoint; a new archive is live as soon as it is uploaded, which
+    is how SageMaker adds models to a multi-model endpoint.
+    """
+    parts = [pipeline.aws.s3_prefix.strip("/"), pipeline.name, hostname, "models"]
+    return "/".join(p for p in parts if p) + "/"
+
+
+def as_prefix(uri: str) -> str:
+    """An S3 prefix as ModelDataUrl: SageMaker appends TargetModel to it, so it ends in `/`."""
+    return uri if uri.endswith("/") else uri + "/"
+
+
 def placeholder_artifacts(pipeline: Pipeline, tags: dict[str, str] | None = None) -> Artifacts:
     """Artifacts for documents rendered before anything is pushed or uploaded.
 
@@ -90,6 +106,8 @@ def placeholder_artifacts(pipeline: Pipeline, tags: dict[str, str] | None = None
         if c.model_data is not None:
             if c.model_data.startswith("s3://"):
                 urls[c.hostname] = c.model_data
+            elif c.multi_model:
+                urls[c.hostname] = f"s3://{bucket}/{models_prefix_key(pipeline, c.hostname)}"
             else:
                 urls[c.hostname] = f"s3://{bucket}/{model_data_key(pipeline, c.hostname)}"
     return Artifacts(
@@ -128,9 +146,10 @@ def container_definitions(pipeline: Pipeline, artifacts: Artifacts) -> list[dict
         d: dict[str, Any] = {"ContainerHostname": c.hostname, "Image": artifacts.images[c.hostname]}
         if c.multi_model:
             d["Mode"] = "MultiModel"
-        d["Environment"] = c.env
+        d["Environment"] = c.model_env
         if c.hostname in artifacts.model_data_urls:
-            d["ModelDataUrl"] = artifacts.model_data_urls[c.hostname]
+            url = artifacts.model_data_urls[c.hostname]
+            d["ModelDataUrl"] = as_prefix(url) if c.multi_model else url
         definitions.append(d)
     return definitions
 

@@ -177,3 +177,50 @@ async:
         "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4},
     }
     _check_against_botocore("CreateEndpointConfig", config)
+
+
+def test_multi_model_container_definition(tmp_path: Path) -> None:
+    """Mode MultiModel, the prefix (ending in /) as ModelDataUrl, SAGEMAKER_MULTI_MODEL first."""
+    (tmp_path / "models").mkdir()
+    text = textwrap.dedent(
+        f"""
+        name: mm
+        containers:
+          - hostname: pre
+            image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/pre:1
+          - hostname: models
+            image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mm:1
+            multi_model: true
+            model_data: {tmp_path / "models"}
+            environment:
+              A: 1
+          - hostname: s3models
+            image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mm:1
+            model_data: s3://my-bucket/models/solo.tar.gz
+        aws:
+          region: eu-west-1
+          s3_bucket: my-bucket
+        """
+    )
+    pipeline = parse_pipeline(text, "mm.yaml")
+    model = render_requests(pipeline, placeholder_artifacts(pipeline)).model
+    pre, models, plain = model["Containers"]
+    assert "Mode" not in pre and "Mode" not in plain
+    assert models["Mode"] == "MultiModel"
+    assert models["ModelDataUrl"] == "s3://my-bucket/sagemaker-composer/mm/models/models/"
+    assert list(models["Environment"].items()) == [("SAGEMAKER_MULTI_MODEL", "true"), ("A", "1")]
+    assert plain["ModelDataUrl"] == "s3://my-bucket/models/solo.tar.gz"
+    _check_against_botocore("CreateModel", model)
+
+
+@pytest.mark.parametrize("prefix", ["s3://team/spacy", "s3://team/spacy/"])
+def test_multi_model_s3_prefix_ends_in_a_slash(tmp_path: Path, prefix: str) -> None:
+    text = (
+        "name: mm\ncontainers:\n  - hostname: models\n"
+        "    image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mm:1\n"
+        f"    multi_model: true\n    model_data: {prefix}\n"
+    )
+    pipeline = parse_pipeline(text, "mm.yaml")
+    primary = render_requests(pipeline, placeholder_artifacts(pipeline)).model["PrimaryContainer"]
+    assert primary["ModelDataUrl"] == "s3://team/spacy/"
+    assert primary["Mode"] == "MultiModel"
