@@ -23,3 +23,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 .venv/bin/python scripts/make-spacy-model.py artifacts/spacy-model.tar.gz
+.venv/bin/python scripts/make-spacy-models.py artifacts/spacy-models

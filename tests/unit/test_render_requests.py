@@ -24,6 +24,7 @@ from composer.spec import load_pipeline, parse_pipeline
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = ["nlp-direct", "nlp-serial"]
+MULTI_MODEL_EXAMPLES = ["nlp-multi-model", "nlp-multi-serial"]
 
 
 def _service_model():  # type: ignore[no-untyped-def]
@@ -37,7 +38,7 @@ def _check_against_botocore(operation: str, params: dict[str, object]) -> None:
     assert not report.has_errors(), report.generate_report()
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("example", EXAMPLES + MULTI_MODEL_EXAMPLES)
 def test_requests_match_golden_files(example: str) -> None:
     pipeline = load_pipeline(REPO / "pipelines" / f"{example}.yaml")
     requests = render_requests(pipeline, placeholder_artifacts(pipeline))
