@@ -622,7 +622,8 @@ def bench_memory(work: Path, seconds: float, report: Report) -> None:
     per_container = _container_overhead(tree)
     report.add(
         "",
-        "Per-container overhead (the serving stack without the model), Pss MB: "
+        "Per-container overhead, Pss MB (nginx is the same in every container; gunicorn's "
+        "master holds the preloaded spaCy model, shared with its workers): "
         + ", ".join(f"{k} {v / 1024:.1f}" for k, v in per_container.items())
         + ".",
     )

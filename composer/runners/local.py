@@ -158,8 +158,13 @@ class LocalEndpoint:
     containers: list[ManagedContainer]
     gateway_url: str
 
+    def __post_init__(self) -> None:
+        self._by_host = {c.hostname: c for c in self.containers}
+
     def is_up(self, hostname: str) -> bool:
-        return any(c.hostname == hostname and c.is_up() for c in self.containers)
+        """Asked by the gateway before every container call: a dict lookup, not a scan."""
+        found = self._by_host.get(hostname)
+        return found is not None and found.is_up()
 
 
 def gateway_config(
