@@ -1,0 +1,42 @@
+"""EndpointClient and `sm-compose invoke` against AWS's API (moto's server): TargetModel is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from composer.client import EndpointClient
+from tests.integration.aws_fixtures import MotoServer, start_moto_server
+
+pytestmark = pytest.mark.aws
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    yield from start_moto_server()
+
+
+def test_target_model_and_hostname_reach_the_wire(moto: MotoServer) -> None:
+    env = moto.env()
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=moto.url,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "before-send.sagemaker-runtime.InvokeEndpoint",
+        lambda request, **_: sent.append(dict(request.headers)),
+    )
+    result = EndpointClient("mme-ep", client=client).invoke(
+        {"text": "hi"}, target_model="v2/en-rules.tar.gz"
+    )
+    assert result.body  # moto answers a canned body
+    headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in sent[0].items()}
+    assert headers["x-amzn-sagemaker-target-model"] == "v2/en-rules.tar.gz"
+    assert "x-amzn-sagemaker-target-container-hostname" not in headers
