@@ -181,3 +181,38 @@ def test_image_containers_run_and_crash_leftovers_are_removed(
     finally:
         engine.rm(leftover, force=True)
         engine.rm(alive, force=True)
+
+
+def test_up_with_podman_serves_a_multi_model_container(engine: Engine, tmp_path: Path) -> None:
+    """The image gets both labels; models are extracted on the host and loaded from the mount."""
+    import io
+    import tarfile
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("alpha", "beta"):
+        data = json.dumps({"name": name}).encode()
+        with tarfile.open(models / f"{name}.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("model.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    fixture = Path(__file__).resolve().parents[1] / "integration" / "fixtures" / "mme"
+    pipeline = write_pipeline(
+        tmp_path,
+        f"name: mme-podman\ncontainers:\n  - hostname: models\n    build: {fixture}\n"
+        f"    multi_model: true\n    model_data: {models}\n",
+    )
+    built = cli("build", str(pipeline), "--engine", "podman")
+    assert built.returncode == 0, built.stderr
+    [ref] = _refs(pipeline).values()
+    labels = engine.inspect_labels(ref)
+    assert labels[BIND_TO_PORT_LABEL] == "true"
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
+    with _up_engine(pipeline, engine) as up:
+        client = up.client()
+        for name in ("alpha", "beta", "alpha"):
+            r = client.invoke_endpoint(  # type: ignore[attr-defined]
+                EndpointName="mme-podman", TargetModel=f"{name}.tar.gz", Body=b"{}"
+            )
+            answer = json.loads(r["Body"].read())
+            assert answer["model"] == name and answer["loads"] == 1
