@@ -1,7 +1,9 @@
 """One Python environment per container, built from its pinned requirements and cached.
 
-Environments are keyed by the hash of requirements.txt and the interpreter, so a second `up` of
-an unchanged pipeline starts in seconds, and two containers with the same pins share one.
+Environments are keyed by the hash of requirements.txt and the base interpreter (not the
+virtualenv `sm-compose` runs from: `python -m venv` always builds on the base one), so a second
+`up` of an unchanged pipeline starts in seconds, from any clone, and two containers with the same
+pins share one.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def cache_dir() -> Path:
     return Path(base) / "sagemaker-composer"
 
 
-def env_key(requirements: str, python: str = sys.executable) -> str:
+def env_key(requirements: str, base: str = sys.base_prefix) -> str:
     version = ".".join(map(str, sys.version_info[:3]))
-    h = hashlib.sha256(f"{python}\0{version}\0{requirements}".encode())
+    h = hashlib.sha256(f"{os.path.realpath(base)}\0{version}\0{requirements}".encode())
     return h.hexdigest()[:16]
 
 

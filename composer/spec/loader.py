@@ -81,7 +81,7 @@ def parse_pipeline(text: str, shown: str, *, source: Path | None = None) -> Pipe
         for loc, message in _cross_checks(pipeline)
     ]
     if issues:
-        raise SpecError(issues)
+        raise SpecError(sorted(issues, key=lambda i: i.line))
     return pipeline
 
 

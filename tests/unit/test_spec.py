@@ -477,3 +477,28 @@ def test_multi_model_counts_its_flag_in_the_environment_limits(project: Path) ->
     (issue,) = caught.value.issues
     assert issue.path == "containers[0].environment"
     assert "plus SAGEMAKER_MULTI_MODEL, which multi_model adds" in issue.message
+
+
+def test_cross_field_errors_come_in_file_order(project: Path) -> None:
+    """Checks run rule by rule; the user reads the file top to bottom."""
+    path = write(
+        project,
+        """
+        name: x
+        async:
+          output_path: s3://bucket/out
+        containers:
+          - hostname: a
+            build: containers/a
+          - hostname: a
+            build: containers/missing
+        """,
+    )
+    with pytest.raises(SpecError) as e:
+        load_pipeline(path)
+    located = [(i.line, i.path) for i in e.value.issues]
+    assert located == [
+        (2, "async"),
+        (7, "containers[1].hostname"),
+        (8, "containers[1].build"),
+    ]
