@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,9 @@ class Prepared:
     stop_argv: list[str] | None = None
     #: Multi-model: (folder on this machine, the same folder as the container sees it).
     models: tuple[Path, str] | None = None
+    #: Runs on this machine (not in an engine): its `serve` keeps its run files (nginx.conf,
+    #: pid, gunicorn socket) in a folder `up` owns, so a kill -9 leaves nothing behind.
+    on_host: bool = False
 
 
 class Runner(Protocol):
@@ -137,7 +141,7 @@ class ProcessRunner:
             env["SM_MODEL_DIR"] = str(model_dir)
             argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]
             models = (model_dir, str(model_dir)) if c.multi_model else None
-            out.append(Prepared(c, argv, env, ctx.path, port, models=models))
+            out.append(Prepared(c, argv, env, ctx.path, port, models=models, on_host=True))
         return out
 
 
@@ -238,12 +242,20 @@ async def running_endpoint(
     work = state_dir(pipeline)
     width = max(len(p.container.hostname) for p in prepared)
     sink = LogSink(width)
+    # Short (a unix socket path has 108 bytes) and removed when `up` ends, whatever its
+    # containers' serve processes could not clean up themselves (killed by SIGKILL).
+    scratch = Path(tempfile.mkdtemp(prefix="sm-compose-"))
+    scratch.chmod(0o755)  # nginx workers (nobody when `up` runs as root) reach the sockets
     managed = [
         ManagedContainer(
             hostname=p.container.hostname,
             index=i,
             argv=p.argv,
-            env={**p.env, **(extra_env or {})},
+            env={
+                **p.env,
+                **({"COMPOSER_RUN_DIR": str(scratch / str(i))} if p.on_host else {}),
+                **(extra_env or {}),
+            },
             url=f"http://127.0.0.1:{p.port}",
             log_path=work / "logs" / f"{p.container.hostname}.log",
             sink=sink,
@@ -283,6 +295,7 @@ async def running_endpoint(
             if gateway is not None:
                 await gateway.stop()
             await asyncio.gather(*(m.stop() for m in managed), return_exceptions=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 async def serve_pipeline(

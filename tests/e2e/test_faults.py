@@ -320,3 +320,32 @@ containers:
     ][:3]
     time.sleep(0.5)
     assert not processes_under(tmp_path / ".composer")
+
+
+def _run_dir(pid: int) -> Path:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"COMPOSER_RUN_DIR=")]
+    return Path(value.decode())
+
+
+def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> None:
+    """serve cannot clean up after a SIGKILL; `up` owns the folder and removes it."""
+    up = start_up(
+        write_pipeline(
+            tmp_path, f"name: litter\ncontainers:\n  - hostname: one\n    build: {FAULTY}\n"
+        )
+    )
+    try:
+        up.wait_for("ready at", READY_TIMEOUT)
+        pid = serve_pid(up, "one")
+        folder = _run_dir(pid)
+        left = list(folder.glob("serve-*"))
+        assert [p.name for p in left[0].iterdir()], "serve wrote no run files there"
+        os.kill(pid, signal.SIGKILL)
+        up.wait_for("one is up again", 30)
+        assert left[0].exists(), "the killed serve's folder is what this test is about"
+        assert up.stop() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.stop()
+    assert not folder.parent.exists()

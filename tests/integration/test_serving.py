@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -134,6 +136,19 @@ def _context(hostname: str, tmp: Path) -> Context:
     source = pipeline.resolve(container.model_data) if container.model_data else None
     model = prepare_model_dir(container.model_data, source, tmp / "models" / hostname)
     return Context(ctx.path, python_of(env), model)
+
+
+@pytest.fixture
+def run_root() -> Iterator[Path]:
+    """Where a killed serve's run files go (it cannot remove them), as `up` gives each container.
+
+    Not under tmp_path: pytest's folders are private to their owner, and nginx's workers (nobody,
+    when tests run as root) must reach the gunicorn socket inside.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="sm-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -322,10 +337,10 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path, textblob_ctx: Contex
     ("program", "master"), [("nginx", "nginx: master"), ("gunicorn", "gunicorn")]
 )
 def test_a_dead_child_ends_serve_with_an_error(
-    tmp_path: Path, textblob_ctx: Context, program: str, master: str
+    tmp_path: Path, textblob_ctx: Context, run_root: Path, program: str, master: str
 ) -> None:
     """nginx or gunicorn dying ends `serve` non-zero, so its supervisor restarts the container."""
-    served = textblob_ctx.serve(tmp_path, free_port())
+    served = textblob_ctx.serve(tmp_path, free_port(), COMPOSER_RUN_DIR=str(run_root))
     served.wait_ready()
     children = _descendants(served.proc.pid)
     direct = set(
@@ -384,8 +399,10 @@ def test_handler_preload_false_loads_in_each_worker(
         handler.unlink()
 
 
-def test_nothing_outlives_a_killed_serve(tmp_path: Path, textblob_ctx: Context) -> None:
-    served = textblob_ctx.serve(tmp_path, free_port())
+def test_nothing_outlives_a_killed_serve(
+    tmp_path: Path, textblob_ctx: Context, run_root: Path
+) -> None:
+    served = textblob_ctx.serve(tmp_path, free_port(), COMPOSER_RUN_DIR=str(run_root))
     served.wait_ready()
     children = _descendants(served.proc.pid)
     assert len(children) >= 3
