@@ -18,22 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..cache import cache_dir
 from ..errors import ComposerError
-
-ENV_VAR_CACHE = "COMPOSER_CACHE_DIR"
 
 
 class EnvironmentError_(ComposerError):
     """pip could not build a container's environment."""
-
-
-def cache_dir() -> Path:
-    """$COMPOSER_CACHE_DIR, else $XDG_CACHE_HOME/sagemaker-composer, else ~/.cache/..."""
-    explicit = os.environ.get(ENV_VAR_CACHE)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sagemaker-composer"
 
 
 def env_key(requirements: str, base: str = sys.base_prefix) -> str:
