@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -187,6 +186,8 @@ def _local(
     output_location: str,
     engine: str | None,
 ) -> None:
+    import asyncio  # here, not at the top: every other command starts ≈ 40 ms sooner
+
     from rich.console import Console
 
     from ..batch import transform_local

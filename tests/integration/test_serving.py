@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -67,7 +68,8 @@ class Served:
         seen: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve ended; log:\n{self.log.read_text()[-3000:]}")
             try:
                 status = self.request("/ping")[0]
             except (urllib.error.URLError, ConnectionError):
@@ -76,7 +78,13 @@ class Served:
             if status == 200:
                 return seen
             time.sleep(0.2)
+        self._abandon()  # a failed start must not leave nginx and gunicorn behind the test
         raise AssertionError(f"no 200 from /ping; log:\n{self.log.read_text()[-3000:]}")
+
+    def _abandon(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # serve leads its own session
+        self.proc.wait(timeout=10)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
