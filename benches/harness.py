@@ -249,3 +249,97 @@ def post_status(url: str, body: bytes, headers: dict[str, str] | None = None) ->
             return int(r.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
+
+
+class _KeptAlive:
+    """A blocking keep-alive HTTP/1.1 client for one URL: one write, then read to the length.
+
+    As lean as a Python client gets (no http.client), so that a chain called by hand and a chain
+    called through the gateway pay the same client costs per request.
+    """
+
+    def __init__(self, url: str) -> None:
+        rest = url.removeprefix("http://")
+        hostport, _, path = rest.partition("/")
+        host, _, port = hostport.partition(":")
+        self.address = (host, int(port))
+        self.sock = self._connect()
+        self.head = f"POST /{path} HTTP/1.1\r\nHost: {hostport}\r\n".encode()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def post(self, body: bytes, content_type: str) -> tuple[bytes, str]:
+        self.sock.sendall(
+            self.head
+            + f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self._recv()
+        head, _, got = buf.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        answer_type = re.search(rb"(?im)^content-type:\s*([^\r\n]+)", head)
+        if status != b"200" or length is None or answer_type is None:
+            raise SystemExit(f"bench: unexpected answer:\n{head.decode(errors='replace')}")
+        need = int(length.group(1))
+        while len(got) < need:
+            got += self._recv()
+        if re.search(rb"(?im)^connection:\s*close", head):  # nginx's keepalive_requests
+            self.sock.close()
+            self.sock = self._connect()
+        return got, answer_type.group(1).decode()
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise SystemExit("bench: the server closed a kept-alive connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def chains(named: dict[str, list[str]], body: bytes, seconds: float) -> list[Load]:
+    """One client for `seconds`, taking turns: one pass of each chain, then the next round.
+
+    A pass POSTs `body` to a chain's first URL and each answer to the next. With one URL (the
+    gateway) the server does the chain; with several (the containers) the client does it, as a
+    user would without a Serial endpoint. Taking turns pass by pass puts every disturbance of a
+    shared machine on all chains alike, so their difference holds where their levels do not.
+    """
+    clients = {label: [_KeptAlive(u) for u in urls] for label, urls in named.items()}
+    times: dict[str, list[int]] = {label: [] for label in named}
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for label, chain in clients.items():
+                t = time.perf_counter_ns()
+                data, content_type = body, "application/json"
+                for client in chain:
+                    data, content_type = client.post(data, content_type)
+                times[label].append(time.perf_counter_ns() - t)
+    finally:
+        for chain in clients.values():
+            for client in chain:
+                client.close()
+    loads = []
+    for label, taken in times.items():
+        taken.sort()
+
+        def pct(q: float, taken: list[int] = taken) -> int:
+            return taken[min(len(taken) - 1, int(q * len(taken)))] // 1000
+
+        load = Load(label, 1, len(taken), sum(taken) / 1e9, pct(0.5), pct(0.9), pct(0.99), 0)
+        print(
+            f"bench: {label:<34} c1   {load.rps:7.0f} passes/s p50 {load.p50 / 1000:6.2f} ms "
+            f"p99 {load.p99 / 1000:6.2f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
+        loads.append(load)
+    return loads
