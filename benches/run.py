@@ -570,17 +570,15 @@ def bench_batch(work: Path, records: int, rounds: int, report: Report) -> None:
         return float(found.group(1).replace(",", ""))
 
     # Interleaved rounds, best of each: a slow spell of the shared machine hits every path.
-    best = {"in": 0.0, 1: 0.0, 2: 0.0}
+    inproc_rate, best = 0.0, {1: 0.0, 2: 0.0}
     for _ in range(rounds):
-        best["in"] = max(best["in"], in_process())
-        for concurrent in (1, 2):
+        inproc_rate = max(inproc_rate, in_process())
+        for concurrent in best:
             best[concurrent] = max(best[concurrent], through_stack(concurrent))
-        print(f"bench: batch round, best so far {best}", file=sys.stderr, flush=True)
-    inproc_rate = best["in"]
+        print(f"bench: batch round, best so far {inproc_rate:.0f} {best}", file=sys.stderr)
     rows = []
     figures: dict[str, float] = {"in_process_docs_per_s": inproc_rate}
-    for concurrent in (1, 2):
-        rate = best[concurrent]
+    for concurrent, rate in best.items():
         figures[f"stack_docs_per_s_{concurrent}"] = rate
         rows.append(
             f"| MultiRecord transform, {concurrent} in flight (container: "
