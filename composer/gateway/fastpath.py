@@ -30,6 +30,8 @@ from . import errors
 _PATH = re.compile(rb"\A/endpoints/([^/?#%]+)/invocations\Z")
 _HEADER_END = b"\r\n\r\n"
 _OWN_HEADERS = frozenset({"Content-Length", "Connection", "Date"})  # written by _write itself
+# How long a stop keeps idle kept-alive connections open, answering with Connection: close.
+LINGER_SECONDS = 1.0
 
 Invoke = Callable[[str, str, CIMultiDictProxy[str], bytes], Coroutine[Any, Any, web.Response]]
 
@@ -76,18 +78,28 @@ class Connections:
             for conn in list(self.open):
                 conn.check_deadline(now)
 
-    async def close(self, timeout: float) -> None:
-        """Close idle connections now; busy ones after their answer (within `timeout`)."""
+    async def close(self, timeout: float, linger: float = LINGER_SECONDS) -> None:
+        """Drain: answer what is in flight and what arrives on open connections, then close.
+
+        An idle kept-alive connection is not closed at once: a client may be sending on it at
+        this very moment and would see it drop unanswered (HTTP/1.1 cannot tell it apart from a
+        request that was never sent). Until nothing is in flight and at least `linger` seconds
+        have passed (at most `timeout`), every answer carries `Connection: close`.
+        """
         self.closing = True
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + timeout
+        quiet_from = now + min(linger, timeout)
+        while self.open and now < deadline:
+            waiting = any(c.busy or c.partial for c in self.open)
+            if not waiting and now >= quiet_from:
+                break
+            await asyncio.sleep(0.05)
+            now = loop.time()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for conn in list(self.open):
-            if not conn.busy:
-                conn.close()
-        deadline = time.monotonic() + timeout
-        while any(c.busy for c in self.open) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
         for conn in list(self.open):
             conn.close()
 
@@ -121,6 +133,11 @@ class FastPath(asyncio.Protocol):
         self._on_deadline: Callable[[], None] = self.close
         self._handed_off = False
         self.busy = False
+
+    @property
+    def partial(self) -> bool:
+        """Part of a request has arrived and is not yet answered."""
+        return bool(self._buf) and not self.busy
 
     # asyncio.Protocol
 
@@ -196,7 +213,6 @@ class FastPath(asyncio.Protocol):
             or "Transfer-Encoding" in h
             or "Expect" in h
             or len(h.getall("Content-Length", ())) != 1
-            or self._connections.closing
         ):
             raise _Handoff
         length = h["Content-Length"]

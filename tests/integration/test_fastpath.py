@@ -179,3 +179,37 @@ def test_a_slow_body_is_cut_off_with_an_error(gateway: ThreadedGateway) -> None:
         [(status, headers, body)] = _read(sock, 1, timeout=15)
     assert status == 400 and headers["x-amzn-errortype"] == "ValidationError"
     assert b"5 of 10 bytes" in body or b"5 bytes" in body
+
+
+def test_a_stop_answers_requests_on_kept_alive_connections_then_closes() -> None:
+    """A client may send on its pooled connection at the instant of the stop: it gets an answer."""
+    container = _Container().start()
+    config = GatewayConfig(
+        endpoint_name="fast", mode="Serial", containers=(Upstream(hostname="c", url=container.url),)
+    )
+    gw = ThreadedGateway(config).start()
+    port = _port(gw)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as idle,
+            socket.create_connection(("127.0.0.1", port)) as silent,
+        ):
+            idle.sendall(_post(b"before"))
+            assert _read(idle, 1)[0][2] == b"BEFORE"
+            stopping = threading.Thread(target=gw.stop)
+            stopping.start()
+            time.sleep(0.2)  # the listener is closed; kept-alive connections are still open
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            idle.sendall(_post(b"during"))
+            [(status, headers, body)] = _read(idle, 1)
+            assert (status, body, headers["connection"]) == (200, b"DURING", "close")
+            idle.settimeout(5)
+            assert idle.recv(10) == b""
+            stopping.join(30)
+            assert not stopping.is_alive()
+            silent.settimeout(5)
+            assert silent.recv(10) == b""  # never used: closed once the drain ended
+    finally:
+        gw.stop()
+        container.stop()
