@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +120,7 @@ def wrk(
     return load
 
 
-def best_of(probes: list[Callable[[], Load]], rounds: int, key: str = "rps") -> list[Load]:
+def best_of(probes: Sequence[Callable[[], Load]], rounds: int, key: str = "rps") -> list[Load]:
     """Each probe `rounds` times, interleaved; per probe the least disturbed round.
 
     Other work on the machine only slows a round down, so the best round is the one it disturbed

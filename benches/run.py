@@ -64,7 +64,8 @@ from harness import (
     wrk,
 )
 
-from composer.runners.envs import cache_dir, ensure_env, python_of
+from composer.cache import cache_dir
+from composer.runners.envs import ensure_env, python_of
 
 DOC = REPO / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -146,6 +147,36 @@ def _nlp_pipeline(folder: Path, mode: str, spacy_env: dict[str, str] | None = No
 # --- 1. gateway overhead -------------------------------------------------------------------
 
 
+@contextmanager
+def _nginx_floor(upstream: str, work: Path) -> Iterator[tuple[str, int]]:
+    """benches/floor_nginx.conf in front of `upstream` (host:port): its URL, its worker's pid."""
+    run = Path(tempfile.mkdtemp(prefix="floor-nginx-", dir=work))
+    port = free_port()
+    conf = (HERE / "floor_nginx.conf").read_text().replace("__RUN__", str(run))
+    conf = conf.replace("__PORT__", str(port)).replace("__UPSTREAM__", upstream)
+    (run / "nginx.conf").write_text(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen(
+        [nginx, "-p", str(run), "-c", str(run / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_port(port)
+        [worker] = children(proc.pid)  # one worker: it does the proxying, the master waits
+        yield f"http://127.0.0.1:{port}/endpoints/echo-1/invocations", worker
+    finally:
+        proc.send_signal(signal.SIGQUIT)  # nginx: graceful
+        stop(proc)
+
+
+GATEWAY = "through the gateway"
+DIRECT = "direct to the container"
+PY_FLOOR = "through a minimal Python proxy"
+NGINX_FLOOR = "through a minimal nginx proxy"
+
+
 def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> None:
     body = _write(work / "echo.json", json.dumps({"text": TEXT}))
     with composer_up(_echo_pipeline(work, 1), work / "up-echo.log") as up:
@@ -157,49 +188,59 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
             start_new_session=True,
         )
         floor = f"http://127.0.0.1:{port}/endpoints/echo-1/invocations"
+        host_port = direct.split("//", 1)[1].split("/", 1)[0]
         try:
-            _wait_port(port)
-            watch = {"up": up.pid, "floor": floor_proc.pid}
-            for url in (gateway, direct, floor):
-                wrk("warm-up", url, body, 8, 1)
-            probes: list[Callable[[], Load]] = []
-            paths = (
-                ("through the gateway", gateway),
-                ("direct to the container", direct),
-                ("through a minimal Python proxy", floor),
-            )
-            for c in (1, 4, 16):
-                for label, url in paths:
-                    probes.append(functools.partial(wrk, label, url, body, c, seconds, None, watch))
-            every = best_of(probes, rounds)
+            with _nginx_floor(host_port, work) as (nginx_floor, nginx_pid):
+                _wait_port(port)
+                watch = {"up": up.pid, "floor": floor_proc.pid, "nginx": nginx_pid}
+                paths = (
+                    (GATEWAY, gateway),
+                    (DIRECT, direct),
+                    (PY_FLOOR, floor),
+                    (NGINX_FLOOR, nginx_floor),
+                )
+                for _, url in paths:
+                    wrk("warm-up", url, body, 8, 1)
+                probes: list[Callable[[], Load]] = []
+                for c in (1, 4, 16):
+                    for label, url in paths:
+                        probes.append(
+                            functools.partial(wrk, label, url, body, c, seconds, None, watch)
+                        )
+                every = best_of(probes, rounds)
         finally:
             stop(floor_proc)
-    loads = [x for x in every if x.label != "through a minimal Python proxy"]
-    floors = [x for x in every if x.label == "through a minimal Python proxy"]
-    pairs = [(loads[i], loads[i + 1]) for i in range(0, len(loads), 2)]
+    by = {(x.label, x.concurrency): x for x in every}
     report.section("1. Gateway overhead per hop (echo container)")
     report.add(*_table(every, cpu="up"))
     report.add("")
     rows = [
         "| concurrency | added p50 ms | added p99 ms | gateway / direct requests/s "
-        "| minimal proxy / direct requests/s | gateway CPU µs/request | minimal proxy CPU "
-        "µs/request |",
-        "|--:|--:|--:|--:|--:|--:|--:|",
+        "| minimal Python proxy / direct | minimal nginx proxy / direct "
+        "| gateway CPU µs/request | minimal Python proxy CPU µs/request "
+        "| nginx proxy CPU µs/request |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     figures = []
-    for (g, d), f in zip(pairs, floors, strict=True):
-        ratio = g.rps / d.rps if d.rps else 0.0
+    for c in (1, 4, 16):
+        g, d, f, n = (by[(label, c)] for label in (GATEWAY, DIRECT, PY_FLOOR, NGINX_FLOOR))
+
+        def share(x: Load, d: Load = d) -> float:
+            return x.rps / d.rps if d.rps else 0.0
+
         rows.append(
-            f"| {g.concurrency} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {ratio:.0%} "
-            f"| {f.rps / d.rps if d.rps else 0:.0%} | {g.cpu_us.get('up', 0):.0f} "
-            f"| {f.cpu_us.get('floor', 0):.0f} |"
+            f"| {c} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {share(g):.0%} "
+            f"| {share(f):.0%} | {share(n):.0%} | {g.cpu_us.get('up', 0):.0f} "
+            f"| {f.cpu_us.get('floor', 0):.0f} | {n.cpu_us.get('nginx', 0):.0f} |"
         )
         figures.append(
             {
-                "concurrency": g.concurrency,
+                "concurrency": c,
                 "added_p50_us": g.p50 - d.p50,
                 "added_p99_us": g.p99 - d.p99,
-                "throughput_ratio": ratio,
+                "throughput_ratio": share(g),
+                "python_floor_ratio": share(f),
+                "nginx_floor_ratio": share(n),
                 "gateway_cpu_us": g.cpu_us.get("up", 0) - d.cpu_us.get("up", 0),
             }
         )
@@ -208,8 +249,10 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
         "",
         "Targets: added p50 ≤ 0.3 ms, added p99 ≤ 1 ms, gateway ≥ 90% of direct requests/s. "
         "CPU columns: what the `up` process (the gateway; it also relays the container's log "
-        "lines, which direct loads pay too) and the minimal proxy (benches/floor_proxy.py: "
-        "parse, forward, answer, nothing else) spent per request.",
+        "lines, which direct loads pay too), the minimal Python proxy (benches/floor_proxy.py: "
+        "parse, forward, answer, nothing else) and the minimal nginx proxy "
+        "(benches/floor_nginx.conf: one worker, kept-alive both ways, no log) spent per "
+        "request.",
     )
     report.figures["gateway"] = figures
 
@@ -491,12 +534,13 @@ def bench_stack(work: Path, seconds: float, rounds: int, smoke: bool, report: Re
     report.add("", "| model, workers, concurrency | ours (default settings) / classic |",
                "|---|--:|")  # fmt: skip
     report.add(*[f"| {k} | {v:.2f}x |" for k, v in ratios.items()])
-    big = report.figures.get("big_request")
-    if isinstance(big, dict):
+    big_request = report.figures.get("big_request")
+    if isinstance(big_request, dict):
         report.add(
             "",
-            f"A {big['bytes']:,}-byte request (under SageMaker's 6 MiB, over 5 MiB) to TextBlob: "
-            f"ours answers {big['ours']}, the classic stack {big['classic']}.",
+            f"A {big_request['bytes']:,}-byte request (under SageMaker's 6 MiB, over 5 MiB) "
+            f"to TextBlob: ours answers {big_request['ours']}, "
+            f"the classic stack {big_request['classic']}.",
         )
     report.add("", "Target: ≥ 1.5x on echo with the same worker count.")
     report.figures["stack"] = ratios
