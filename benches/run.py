@@ -148,12 +148,11 @@ def _nlp_pipeline(folder: Path, mode: str, spacy_env: dict[str, str] | None = No
 
 
 @contextmanager
-def _nginx_floor(upstream: str, work: Path) -> Iterator[tuple[str, int]]:
-    """benches/floor_nginx.conf in front of `upstream` (host:port): its URL, its worker's pid."""
-    run = Path(tempfile.mkdtemp(prefix="floor-nginx-", dir=work))
-    port = free_port()
-    conf = (HERE / "floor_nginx.conf").read_text().replace("__RUN__", str(run))
-    conf = conf.replace("__PORT__", str(port)).replace("__UPSTREAM__", upstream)
+def _nginx(template: Path, run: Path, **fills: str) -> Iterator[subprocess.Popen[bytes]]:
+    """nginx on one of the benches' conf templates; `fills` replace __RUN__, __PORT__, ..."""
+    conf = template.read_text().replace("__RUN__", str(run))
+    for name, value in fills.items():
+        conf = conf.replace(f"__{name}__", value)
     (run / "nginx.conf").write_text(conf)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen(
@@ -163,12 +162,21 @@ def _nginx_floor(upstream: str, work: Path) -> Iterator[tuple[str, int]]:
         start_new_session=True,
     )
     try:
-        _wait_port(port)
-        [worker] = children(proc.pid)  # one worker: it does the proxying, the master waits
-        yield f"http://127.0.0.1:{port}/endpoints/echo-1/invocations", worker
+        yield proc
     finally:
         proc.send_signal(signal.SIGQUIT)  # nginx: graceful
         stop(proc)
+
+
+@contextmanager
+def _nginx_floor(upstream: str, work: Path) -> Iterator[tuple[str, int]]:
+    """benches/floor_nginx.conf in front of `upstream` (host:port): its URL, its worker's pid."""
+    run = Path(tempfile.mkdtemp(prefix="floor-nginx-", dir=work))
+    port = free_port()
+    with _nginx(HERE / "floor_nginx.conf", run, PORT=str(port), UPSTREAM=upstream) as proc:
+        _wait_port(port)
+        [worker] = children(proc.pid)  # one worker: it does the proxying, the master waits
+        yield f"http://127.0.0.1:{port}/endpoints/echo-1/invocations", worker
 
 
 GATEWAY = "through the gateway"
@@ -224,13 +232,12 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
     figures = []
     for c in (1, 4, 16):
         g, d, f, n = (by[(label, c)] for label in (GATEWAY, DIRECT, PY_FLOOR, NGINX_FLOOR))
-
-        def share(x: Load, d: Load = d) -> float:
-            return x.rps / d.rps if d.rps else 0.0
-
+        gateway_share, python_share, nginx_share = (
+            x.rps / d.rps if d.rps else 0.0 for x in (g, f, n)
+        )
         rows.append(
-            f"| {c} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {share(g):.0%} "
-            f"| {share(f):.0%} | {share(n):.0%} | {g.cpu_us.get('up', 0):.0f} "
+            f"| {c} | {_ms(g.p50 - d.p50)} | {_ms(g.p99 - d.p99)} | {gateway_share:.0%} "
+            f"| {python_share:.0%} | {nginx_share:.0%} | {g.cpu_us.get('up', 0):.0f} "
             f"| {f.cpu_us.get('floor', 0):.0f} | {n.cpu_us.get('nginx', 0):.0f} |"
         )
         figures.append(
@@ -238,9 +245,9 @@ def bench_gateway(work: Path, seconds: float, rounds: int, report: Report) -> No
                 "concurrency": c,
                 "added_p50_us": g.p50 - d.p50,
                 "added_p99_us": g.p99 - d.p99,
-                "throughput_ratio": share(g),
-                "python_floor_ratio": share(f),
-                "nginx_floor_ratio": share(n),
+                "throughput_ratio": gateway_share,
+                "python_floor_ratio": python_share,
+                "nginx_floor_ratio": nginx_share,
                 "gateway_cpu_us": g.cpu_us.get("up", 0) - d.cpu_us.get("up", 0),
             }
         )
@@ -443,37 +450,24 @@ def _classic_stack(model: str, workers: int, work: Path) -> Iterator[str]:
     run = Path(tempfile.mkdtemp(prefix=f"classic-{model}-{workers}-", dir=work))
     run.chmod(0o755)  # nginx's workers (nobody, when run as root) reach the socket
     port = free_port()
-    conf = (CLASSIC / "nginx.conf").read_text().replace("__RUN__", str(run))
-    (run / "nginx.conf").write_text(conf.replace("__PORT__", str(port)))
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     gunicorn = [
         str(env / "bin/gunicorn"), "--worker-class", "sync", "--workers", str(workers),
         "--timeout", "60", "--bind", f"unix:{run}/gunicorn.sock", "--chdir", str(CLASSIC),
         "--no-control-socket", "predictor:app",
     ]  # fmt: skip
-    quiet = subprocess.DEVNULL
-    procs = [
-        subprocess.Popen(
-            gunicorn,
-            stdout=quiet,
-            stderr=quiet,
-            start_new_session=True,
-            env={**os.environ, "CLASSIC_MODEL": model},
-        ),
-        subprocess.Popen(
-            [nginx, "-p", str(run), "-c", str(run / "nginx.conf")],
-            stdout=quiet,
-            stderr=quiet,
-            start_new_session=True,
-        ),
-    ]
+    app = subprocess.Popen(
+        gunicorn,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "CLASSIC_MODEL": model},
+    )
     try:
-        wait_ping(f"http://127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}"
+        with _nginx(CLASSIC / "nginx.conf", run, PORT=str(port)):
+            wait_ping(f"http://127.0.0.1:{port}")
+            yield f"http://127.0.0.1:{port}"
     finally:
-        procs[1].send_signal(signal.SIGQUIT)  # nginx: graceful
-        for proc in procs:
-            stop(proc)
+        stop(app)
 
 
 def bench_stack(work: Path, seconds: float, rounds: int, smoke: bool, report: Report) -> None:

@@ -92,8 +92,7 @@ class Connections:
         deadline = now + timeout
         quiet_from = now + min(linger, timeout)
         while self.open and now < deadline:
-            waiting = any(c.busy or c.partial for c in self.open)
-            if not waiting and now >= quiet_from:
+            if now >= quiet_from and not any(c.pending for c in self.open):
                 break
             await asyncio.sleep(0.05)
             now = loop.time()
@@ -135,9 +134,9 @@ class FastPath(asyncio.Protocol):
         self.busy = False
 
     @property
-    def partial(self) -> bool:
-        """Part of a request has arrived and is not yet answered."""
-        return bool(self._buf) and not self.busy
+    def pending(self) -> bool:
+        """A request is being answered, or part of one has arrived: a stop waits for it."""
+        return self.busy or bool(self._buf)
 
     # asyncio.Protocol
 
