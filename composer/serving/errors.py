@@ -27,7 +27,9 @@ class ServingError(Exception):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "kind" not in cls.__dict__:  # a handler's own subclass may name its kind
+        # The runtime's own errors are named after their kind. A handler's subclass keeps the
+        # kind it inherits (or names), as before: its answers' `type` must not change.
+        if cls.__module__ == __name__ and "kind" not in cls.__dict__:
             cls.kind = cls.__name__
 
     def __init__(self, message: str) -> None:

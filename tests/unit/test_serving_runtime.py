@@ -22,15 +22,15 @@ def test_each_error_is_named_after_the_type_it_answers() -> None:
     assert errors.ServingError("x").kind == "InternalError"
 
 
-def test_a_handlers_own_error_keeps_the_kind_it_names() -> None:
+def test_a_handlers_own_error_keeps_the_kind_it_names_or_inherits() -> None:
     class Teapot(errors.ServingError):
         status = 418
         kind = "ImATeapot"
 
-    class Busy(errors.ServingError):
-        status = 429
+    class TooLong(errors.BadRequest):
+        pass
 
-    assert (Teapot("x").kind, Busy("x").kind) == ("ImATeapot", "Busy")
+    assert (Teapot("x").kind, TooLong("x").kind) == ("ImATeapot", "BadRequest")
 
 
 def test_handlers_import_the_errors_and_media_type_from_the_package() -> None:
