@@ -25,12 +25,11 @@ from ..render.sagemaker import (
 from ..runners.modeldata import file_sha256
 from ..sagemaker_facts import DEFAULT_REGION, check_target_model
 from ..spec.models import Pipeline
-from ..spec.rules import ARCHIVE_SUFFIXES
+from ..spec.rules import ARCHIVE_SUFFIXES, MAX_IMAGE_URI
 from . import autoscaling
 from .lockfile import lock_path, read_lock
 from .packing import pack_folder
 
-MAX_IMAGE_URI = 255
 #: Metadata key holding the archive's sha256 on uploaded objects (x-amz-meta-sha256).
 DIGEST_METADATA = "sha256"
 

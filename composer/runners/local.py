@@ -45,6 +45,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def state_dir(pipeline: Pipeline) -> Path:
+    """Per-pipeline working files (build contexts, logs, model folders) beside the spec."""
     return pipeline.state_dir
 
 

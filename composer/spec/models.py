@@ -40,6 +40,7 @@ from .rules import (
     MAX_CONTAINERS,
     MAX_ENV_ENTRIES,
     MAX_ENV_STRING,
+    MAX_IMAGE_URI,
     MAX_INVOCATIONS_RETRIES,
     MAX_INVOCATIONS_TIMEOUT,
     MAX_PAYLOAD_MB,
@@ -75,7 +76,9 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def _refusal(found: Iterable[tuple[Loc, str, Any]], own: Iterable[ErrorDetails] = ()) -> Exception:
+def _refusal(
+    found: Iterable[tuple[Loc, str, Any]], own: Iterable[ErrorDetails] = ()
+) -> ValidationError:
     """One ValidationError of pydantic's own errors and the rules' (location, message, input)."""
     errors = [_again(err) for err in own]
     errors += [
@@ -113,15 +116,15 @@ def _with_counts(
     here instead. `hidden` are rules that run later with the pipeline's and would be hidden by
     this field's failure: they join its errors (and are reported there, once, otherwise).
     """
-    found = [(loc, message, _value_at(value, loc)) for loc, message in counts]
+    own: list[ErrorDetails] = []
     try:
         result = handler(value)
     except ValidationError as exc:
-        later = [(loc, message, _value_at(value, loc)) for loc, message in hidden()]
-        raise _refusal([*found, *later], exc.errors()) from None
-    if found:
-        later = [(loc, message, _value_at(value, loc)) for loc, message in hidden()]
-        raise _refusal([*found, *later])
+        own = exc.errors()
+    found = list(counts)
+    if own or found:
+        found += hidden()
+        raise _refusal(((loc, m, _value_at(value, loc)) for loc, m in found), own) from None
     return result
 
 
@@ -190,7 +193,7 @@ class Container(_Spec):
     image: str | None = Field(
         default=None,
         description="A prebuilt image URI (at most 255 characters). One of build and image.",
-        max_length=255,
+        max_length=MAX_IMAGE_URI,
     )
     multi_model: bool = Field(
         default=False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 if TYPE_CHECKING:
     from .models import Pipeline
@@ -20,6 +20,7 @@ Loc = tuple[str | int, ...]
 Violation = tuple[Loc, str]
 
 MAX_CONTAINERS = 15
+MAX_IMAGE_URI = 255
 MAX_ENV_ENTRIES = 100
 MAX_ENV_STRING = 1024
 MAX_ENV_TOTAL_BYTES = 32 * 1024
@@ -46,8 +47,12 @@ FEATURES = "see SageMaker's supported-features table"
 # --- counts: checked beside the items' own validation, so neither hides the other -------------
 
 
+def _is_list(value: object) -> TypeGuard[Sequence[object]]:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
 def too_many_containers(items: object) -> Iterator[Violation]:
-    if isinstance(items, Sequence) and len(items) > MAX_CONTAINERS:
+    if _is_list(items) and len(items) > MAX_CONTAINERS:
         yield (
             (),
             f"got {len(items)} containers; should have at most {MAX_CONTAINERS} "
@@ -74,7 +79,7 @@ def too_many_tags(tags: object) -> Iterator[Violation]:
 
 
 def too_many_items(items: object, limit: int) -> Iterator[Violation]:
-    if isinstance(items, Sequence) and not isinstance(items, str) and len(items) > limit:
+    if _is_list(items) and len(items) > limit:
         yield ((), f"got {len(items)} items; should have at most {limit}")
 
 
@@ -84,7 +89,7 @@ def duplicate_hostnames(items: object) -> Iterator[Violation]:
     It runs on the raw list too (when the list has other errors), so an item that fails for
     another reason still counts with its hostname.
     """
-    if not isinstance(items, Sequence):
+    if not _is_list(items):
         return
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
