@@ -26,6 +26,7 @@ from ..errors import ComposerError, UsageError
 from ..gateway import GatewayConfig, Upstream, start_gateway
 from ..gateway.config import AsyncSettings
 from ..render.context import write_build_context
+from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.models import Container, Pipeline
 from .envs import ensure_env, python_of
 from .modeldata import prepare_model_dir
@@ -45,7 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def state_dir(pipeline: Pipeline) -> Path:
     """Per-pipeline working files (build contexts, logs, model folders) beside the spec."""
-    return pipeline.base_dir / ".composer" / pipeline.name
+    return pipeline.state_dir
 
 
 def container_env(container: Container, index: int, port: int) -> dict[str, str]:
@@ -192,7 +193,7 @@ def gateway_config(
             for m in containers
         ),
         variant_name=pipeline.endpoint.variant_name,
-        region=pipeline.aws.region or "us-east-1",
+        region=pipeline.aws.region or DEFAULT_REGION,
         async_inference=_async_settings(pipeline),
     )
 
