@@ -1,9 +1,11 @@
-"""Shared pieces of the deploy tests: test pipelines, a call recorder, moto's server.
+"""Shared pieces of the AWS tests: test pipelines, a call recorder, moto's server.
 
 moto 5.2 does not implement UpdateEndpoint, so `teach_moto_update_endpoint` adds it to the fake
 AWS (never to the code under test), behaving as SageMaker does once an update succeeds: the
 endpoint takes the new config and its variants. Run this module to start moto's server with
-it: `python -m tests.integration.aws_fixtures -p PORT -H 127.0.0.1`.
+it: `python -m tests.integration.aws_fixtures -p PORT -H 127.0.0.1`. Tests do not start it
+themselves: they take tests/conftest.py's `moto` fixture (one server per session, emptied for
+each module) or `aws` (moto in process).
 """
 
 from __future__ import annotations

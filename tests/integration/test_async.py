@@ -8,7 +8,6 @@ back there, where an unmodified S3 client finds it.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -22,21 +21,15 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from rich.console import Console
 
-from composer.aws.deploy import Reporter, deploy
+from composer.aws.deploy import deploy
 from composer.aws.plan import preflight
+from composer.aws.report import Quiet
 from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.runners.local import running_endpoint
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROLE,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    start_moto_server,
-)
+from tests.integration.aws_fixtures import ROLE, MotoServer, Recorder, recorded_clients
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
@@ -47,15 +40,11 @@ FAILED = "s3://async-out/failures"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with pytest.MonkeyPatch.context() as mp:
-        for server in start_moto_server():
-            for key, value in server.env().items():
-                mp.setenv(key, value)
-            s3 = boto3.client("s3")
-            for bucket in ("async-in", "async-out"):
-                s3.create_bucket(Bucket=bucket)
-            yield server
+def buckets(moto: MotoServer) -> MotoServer:
+    s3 = boto3.client("s3")
+    for bucket in ("async-in", "async-out"):
+        s3.create_bucket(Bucket=bucket)
+    return moto
 
 
 def _pipeline(folder: Path, failure_path: str | None = FAILED) -> Path:
@@ -113,7 +102,7 @@ class _Running:
 
 
 @pytest.fixture(scope="module")
-def endpoint(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
+def endpoint(buckets: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
     with _Running(_pipeline(tmp_path_factory.mktemp("async"))) as running:
         yield running
 
@@ -284,7 +273,7 @@ aws:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     plan = preflight(load_pipeline(path), str(path), "us-east-1")
-    deploy(plan, clients, Reporter(Console(file=io.StringIO())), poll_interval=0.01, timeout=30)
+    deploy(plan, clients, Quiet())
     [sent] = recorder.sent("CreateEndpointConfig")
     assert sent["AsyncInferenceConfig"] == {
         "OutputConfig": {
