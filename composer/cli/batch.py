@@ -186,7 +186,7 @@ def _local(
     from rich.console import Console
 
     from ..batch import transform_local
-    from ..batch.progress import RichProgress
+    from ._progress import RichProgress
 
     runner = runner_for(engine)
     console = Console(stderr=True, highlight=False)
