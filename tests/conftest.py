@@ -41,7 +41,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in this process, fresh for the test; no endpoint URL leads elsewhere."""
     from moto import mock_aws
 
-    from tests.integration.aws_fixtures import REGION, teach_moto_update_endpoint
+    from tests.aws_pipelines import REGION
+    from tests.integration.aws_fixtures import teach_moto_update_endpoint
 
     for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
         monkeypatch.delenv(key)

@@ -24,8 +24,6 @@ from .model import create_model, model_bucket, model_exists, upload_model_data
 from .plan import Plan
 from .report import Reporter
 
-__all__ = ["DeployError", "Outcome", "delete", "deploy", "describe_endpoint", "status"]
-
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 #: DescribeEndpoint every 15 s for at most an hour (the CLI's defaults).
 ENDPOINT_WAIT = Wait(interval=15.0, timeout=3600.0)

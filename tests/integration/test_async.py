@@ -29,7 +29,8 @@ from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.runners.local import running_endpoint
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import ROLE, MotoServer, Recorder, recorded_clients
+from tests.aws_pipelines import ROLE
+from tests.integration.aws_fixtures import MotoServer, Recorder, recorded_clients
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
@@ -140,14 +141,15 @@ def _missing(location: str) -> bool:
     return not found.get("Contents")
 
 
-def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
-    runtime = _runtime(endpoint.url)
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"text": "hello"}'),
-        ContentType="application/json",
-        InferenceId="first-request",
+def _send_json(endpoint: _Running, body: bytes, **extra: Any) -> Any:
+    """InvokeEndpointAsync of a JSON body put in S3 first; the answer's fields."""
+    return _runtime(endpoint.url).invoke_endpoint_async(
+        EndpointName="echo-async", InputLocation=_put(body), ContentType="application/json", **extra
     )
+
+
+def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
+    r = _send_json(endpoint, b'{"text": "hello"}', InferenceId="first-request")
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert r["InferenceId"] == "first-request"
     assert r["OutputLocation"] == f"{OUT}/first-request.out"
@@ -159,12 +161,7 @@ def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
 
 
 def test_a_failing_request_writes_to_the_failure_path(endpoint: _Running) -> None:
-    runtime = _runtime(endpoint.url)
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"fail": true}'),
-        ContentType="application/json",
-    )
+    r = _send_json(endpoint, b'{"fail": true}')
     text = _wait_for(r["FailureLocation"]).decode()
     assert text.startswith("Received client error (400) from echo with message")
     assert "this request asks to fail" in text
@@ -179,12 +176,7 @@ def test_missing_input_and_timeout_fail_into_the_failure_path(endpoint: _Running
     assert "cannot read the input s3://async-in/requests/none.json: NoSuchKey" in (
         _wait_for(r["FailureLocation"]).decode()
     )
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"sleep": 3}'),
-        ContentType="application/json",
-        InvocationTimeoutSeconds=1,
-    )
+    r = _send_json(endpoint, b'{"sleep": 3}', InvocationTimeoutSeconds=1)
     text = _wait_for(r["FailureLocation"]).decode()
     assert "timed out" in text and "echo" in text
 

@@ -17,13 +17,8 @@ from composer.aws.transform import run_transform_job
 from composer.batch import TransformOptions
 from composer.render.transform import JobSettings
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROOT,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    write_pipeline,
-)
+from tests.aws_pipelines import write_pipeline
+from tests.integration.aws_fixtures import ROOT, MotoServer, Recorder, recorded_clients
 
 pytestmark = pytest.mark.aws
 

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCHY = ROOT / "tests" / "integration" / "fixtures" / "batchy"
+#: What the `jsonl` fixture (tests/conftest.py) gives: TransformOptions for JSON Lines.
+Jsonl = Callable[..., TransformOptions]
 
 
 def _pipeline(folder: Path, *, second_env: str = "BATCHY_CONCURRENT: 2") -> Path:
@@ -64,9 +66,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_multi_record_many_mini_batches_in_order(
-    tmp_path: Path, jsonl: Callable[..., TransformOptions]
-) -> None:
+def test_multi_record_many_mini_batches_in_order(tmp_path: Path, jsonl: Jsonl) -> None:
     src = _records(tmp_path / "in.jsonl", 3000, pad=400)  # about 1.25 MB: 2 MiB would be 1 batch
     out = tmp_path / "out"
     result = _run(_pipeline(tmp_path), jsonl(max_payload_mb=1), src, out)
@@ -88,9 +88,7 @@ def test_multi_record_many_mini_batches_in_order(
     }
 
 
-def test_single_record_folder_and_gzip(
-    tmp_path: Path, jsonl: Callable[..., TransformOptions]
-) -> None:
+def test_single_record_folder_and_gzip(tmp_path: Path, jsonl: Jsonl) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     _records(folder / "a.jsonl", 40)
@@ -109,7 +107,7 @@ def test_single_record_folder_and_gzip(
 
 
 def test_failures_are_per_object_and_record_and_leave_no_output(
-    tmp_path: Path, jsonl: Callable[..., TransformOptions]
+    tmp_path: Path, jsonl: Jsonl
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -157,9 +155,7 @@ def test_cli_exit_status_and_messages(tmp_path: Path) -> None:
 
 
 @pytest.mark.aws
-def test_s3_prefix_in_and_out(
-    tmp_path: Path, moto: MotoServer, jsonl: Callable[..., TransformOptions]
-) -> None:
+def test_s3_prefix_in_and_out(tmp_path: Path, moto: MotoServer, jsonl: Jsonl) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="batch-in")
     s3.create_bucket(Bucket="batch-out")

@@ -20,15 +20,8 @@ from composer.aws.plan import Plan, preflight
 from composer.aws.report import Quiet
 from composer.cli import cli
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROOT,
-    SPACY,
-    TEXTBLOB,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    write_pipeline,
-)
+from tests.aws_pipelines import SPACY, TEXTBLOB, write_pipeline
+from tests.integration.aws_fixtures import ROOT, MotoServer, Recorder, recorded_clients
 
 CREATES = {"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "PutObject"}
 

@@ -17,14 +17,8 @@ from composer.aws.plan import Plan, preflight
 from composer.aws.report import Quiet
 from composer.cli import cli
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    REGION,
-    ROLE,
-    SPACY,
-    TEXTBLOB,
-    Recorder,
-    recorded_clients,
-)
+from tests.aws_pipelines import REGION, ROLE, SPACY, TEXTBLOB
+from tests.integration.aws_fixtures import Recorder, recorded_clients
 
 PREFIX = "sagemaker-composer/nlp-mm/spacy/models/"
 
