@@ -65,7 +65,7 @@ def describe(what: str, call: Callable[[], Mapping[str, Any]]) -> dict[str, Any]
         raise aws_failure(what, exc) from None
 
 
-def delete(what: str, call: Callable[[], object]) -> bool:
+def delete_if_present(what: str, call: Callable[[], object]) -> bool:
     """Make the delete call; False when there was nothing of that name to delete."""
     try:
         call()

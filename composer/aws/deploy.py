@@ -17,8 +17,7 @@ from ..polling import Wait, poll_until
 from ..render.sagemaker import Requests
 from ..spec.models import Pipeline
 from . import autoscaling
-from .calls import DeployError, aws_failure, calling, describe, error_code
-from .calls import delete as delete_named
+from .calls import DeployError, aws_failure, calling, delete_if_present, describe, error_code
 from .clients import Clients
 from .model import create_model, model_bucket, model_exists, upload_model_data
 from .plan import Plan
@@ -208,13 +207,14 @@ def sync_autoscaling(pipeline: Pipeline, clients: Clients, outcome: Outcome) -> 
 
 
 def _delete_model(clients: Clients, name: str, outcome: Outcome) -> None:
-    if delete_named(f"DeleteModel {name}", lambda: clients.sagemaker.delete_model(ModelName=name)):
+    sm = clients.sagemaker
+    if delete_if_present(f"DeleteModel {name}", lambda: sm.delete_model(ModelName=name)):
         outcome.deleted.append(f"model {name}")
 
 
 def _delete_config(clients: Clients, name: str, outcome: Outcome) -> None:
     sm = clients.sagemaker
-    if delete_named(
+    if delete_if_present(
         f"DeleteEndpointConfig {name}",
         lambda: sm.delete_endpoint_config(EndpointConfigName=name),
     ):
@@ -345,7 +345,7 @@ def delete(
         for variant in sorted(variants):
             _deregister(clients, autoscaling.resource_id(name, variant), outcome)
     if current is not None:
-        if delete_named(
+        if delete_if_present(
             f"DeleteEndpoint {name}", lambda: clients.sagemaker.delete_endpoint(EndpointName=name)
         ):
             outcome.deleted.append(f"endpoint {name}")
