@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from . import storage
 from .errors import ComposerError
+from .polling import Wait, poll_until
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -269,38 +270,34 @@ class EndpointClient:
     ) -> InvokeResult:
         """Poll the output and failure locations until one appears; the answer, or
         AsyncInvocationFailed with the endpoint's error text. S3 goes through boto3's chain."""
-        from .batch.storage import StorageError, exists, read_location
 
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if exists(invocation.output_location):
-                    body = read_location(invocation.output_location)
-                    return InvokeResult(
-                        body, _content_type_of(invocation.output_location), None, None
-                    )
-                for location in invocation.error_locations:
-                    if exists(location):
-                        text = read_location(location).decode("utf-8", "replace")
-                        raise AsyncInvocationFailed("AsyncInvocationFailed", text)
-            except StorageError as e:
-                raise InvocationError("StorageError", str(e)) from None
-            if time.monotonic() >= deadline:
-                raise InvocationError(
-                    "AsyncTimeout",
-                    f"no answer at {invocation.output_location} after {timeout:.0f} s "
-                    f"(inference {invocation.inference_id}); it may still come",
-                )
-            time.sleep(poll_interval)
+        def timed_out(_: InvokeResult | None) -> InvocationError:
+            return InvocationError(
+                "AsyncTimeout",
+                f"no answer at {invocation.output_location} after {timeout:.0f} s "
+                f"(inference {invocation.inference_id}); it may still come",
+            )
+
+        result = poll_until(
+            lambda: _async_answer(invocation),
+            lambda answer: answer is not None,
+            Wait(poll_interval, timeout),
+            timed_out=timed_out,
+        )
+        assert result is not None
+        return result
 
 
-def _content_type_of(location: str) -> str:
-    if not location.startswith("s3://"):
-        return ""
-    from .batch.storage import parse_s3, s3_client
-
-    bucket, key = parse_s3(location)
+def _async_answer(invocation: AsyncInvocation) -> InvokeResult | None:
+    """The answer if it is there yet; AsyncInvocationFailed if the error is."""
     try:
-        return str(s3_client().head_object(Bucket=bucket, Key=key).get("ContentType", ""))
-    except (ClientError, BotoCoreError):
-        return ""
+        if storage.exists(invocation.output_location):
+            answer = storage.read_object(invocation.output_location)
+            return InvokeResult(answer.data, answer.content_type, None, None)
+        for location in invocation.error_locations:
+            if storage.exists(location):
+                text = storage.read(location).decode("utf-8", "replace")
+                raise AsyncInvocationFailed("AsyncInvocationFailed", text)
+    except storage.StorageError as e:
+        raise InvocationError("StorageError", str(e)) from None
+    return None

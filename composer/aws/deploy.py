@@ -8,52 +8,24 @@ UpdateEndpoint), and delete can find every leftover of a pipeline by name.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
+from botocore.exceptions import ClientError
 
-from ..errors import ComposerError
-from ..render.sagemaker import Requests, default_bucket
+from ..polling import Wait, poll_until
+from ..render.sagemaker import Requests
 from ..spec.models import Pipeline
 from . import autoscaling
+from .calls import DeployError, aws_failure, calling, delete_if_present, describe, error_code
 from .clients import Clients
-from .plan import DIGEST_METADATA, Plan, create_bucket_params
+from .model import create_model, model_bucket, model_exists, upload_model_data
+from .plan import Plan
+from .report import Reporter
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
-DEFAULT_POLL_INTERVAL = 15.0
-DEFAULT_TIMEOUT = 3600.0
-
-
-class DeployError(ComposerError):
-    """AWS refused a call or the endpoint did not come up."""
-
-
-class Reporter:
-    """Messages and the waiting display, on stderr so stdout stays machine-readable."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
-
-    def say(self, text: str) -> None:
-        self.console.print(text, markup=False, soft_wrap=True)
-
-    @contextmanager
-    def waiting(self, what: str) -> Iterator[Callable[[str, float], None]]:
-        seen: list[str] = []
-        with self.console.status(f"{what}: waiting") as display:
-
-            def update(status: str, elapsed: float) -> None:
-                display.update(f"{what}: {status} ({elapsed:.0f} s)")
-                if not seen or seen[-1] != status:
-                    seen.append(status)
-                    self.say(f"{what}: {status}")
-
-            yield update
+#: DescribeEndpoint every 15 s for at most an hour (the CLI's defaults).
+ENDPOINT_WAIT = Wait(interval=15.0, timeout=3600.0)
 
 
 @dataclass
@@ -69,28 +41,6 @@ class Outcome:
     status: str | None = None
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", exc))
-
-
-def _missing(exc: ClientError) -> bool:
-    """SageMaker says ValidationException 'Could not find ...' for names that do not exist."""
-    text = _message(exc).lower()
-    return _code(exc) in {"ValidationException", "ValidationError"} and (
-        "could not find" in text or "not found" in text or "does not exist" in text
-    )
-
-
-def aws_failure(what: str, exc: Exception) -> DeployError:
-    if isinstance(exc, ClientError):
-        return DeployError(f"{what}: {_code(exc)}: {_message(exc)}")
-    return DeployError(f"{what}: {exc}")
-
-
 def stale_name(pipeline: Pipeline) -> re.Pattern[str]:
     """Models and configs deploy names for this pipeline: `{name}-{8 hex}`."""
     return re.compile(rf"{re.escape(pipeline.name)}-[0-9a-f]{{8}}")
@@ -100,31 +50,16 @@ def stale_name(pipeline: Pipeline) -> re.Pattern[str]:
 
 
 def describe_endpoint(clients: Clients, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(clients.sagemaker.describe_endpoint(EndpointName=name))
-    except ClientError as exc:
-        if _missing(exc):
-            return None
-        raise aws_failure(f"DescribeEndpoint {name}", exc) from None
+    return describe(
+        f"DescribeEndpoint {name}", lambda: clients.sagemaker.describe_endpoint(EndpointName=name)
+    )
 
 
 def _describe_config(clients: Clients, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(clients.sagemaker.describe_endpoint_config(EndpointConfigName=name))
-    except ClientError as exc:
-        if _missing(exc):
-            return None
-        raise aws_failure(f"DescribeEndpointConfig {name}", exc) from None
-
-
-def model_exists(clients: Clients, name: str) -> bool:
-    try:
-        clients.sagemaker.describe_model(ModelName=name)
-    except ClientError as exc:
-        if _missing(exc):
-            return False
-        raise aws_failure(f"DescribeModel {name}", exc) from None
-    return True
+    return describe(
+        f"DescribeEndpointConfig {name}",
+        lambda: clients.sagemaker.describe_endpoint_config(EndpointConfigName=name),
+    )
 
 
 def _pipeline_names(clients: Clients, pipeline: Pipeline) -> tuple[list[str], list[str]]:
@@ -154,133 +89,50 @@ def _scalable_target(clients: Clients, resource: str) -> dict[str, Any] | None:
     return dict(found[0]) if found else None
 
 
-# --- deploy -----------------------------------------------------------------------------------
-
-
-def ensure_bucket(plan: Plan, clients: Clients, reporter: Reporter) -> str:
-    if plan.pipeline.aws.s3_bucket:
-        return plan.pipeline.aws.s3_bucket
-    try:
-        account = str(clients.sts.get_caller_identity()["Account"])
-    except (ClientError, BotoCoreError) as exc:
-        raise aws_failure("GetCallerIdentity (to name the default bucket)", exc) from None
-    bucket = default_bucket(clients.region, account)
-    try:
-        clients.s3.head_bucket(Bucket=bucket)
-        return bucket
-    except ClientError as exc:
-        if _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
-            raise aws_failure(f"HeadBucket {bucket}", exc) from None
-    reporter.say(f"s3://{bucket}: creating SageMaker's default bucket")
-    try:
-        clients.s3.create_bucket(**create_bucket_params(bucket, clients.region))
-    except ClientError as exc:
-        if _code(exc) != "BucketAlreadyOwnedByYou":
-            raise aws_failure(f"CreateBucket {bucket}", exc) from None
-    return bucket
-
-
-def _stored_digest(clients: Clients, bucket: str, key: str) -> tuple[bool, str | None]:
-    """(whether the object exists, the sha256 deploy recorded on it if any)."""
-    try:
-        head = clients.s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _code(exc) not in {"404", "NoSuchKey", "NotFound"}:
-            raise aws_failure(f"HeadObject s3://{bucket}/{key}", exc) from None
-        return False, None
-    digest = head.get("Metadata", {}).get(DIGEST_METADATA)
-    return True, str(digest) if digest is not None else None
-
-
-def upload_model_data(
-    plan: Plan, clients: Clients, bucket: str, outcome: Outcome, reporter: Reporter
-) -> None:
-    """Upload what S3 does not hold yet; refuse, before any upload, to replace a model archive.
-
-    A multi-model archive keeps its key (its TargetModel). SageMaker's instances cache what
-    they loaded, so it says never to overwrite one: a changed model needs a new name.
-    """
-    pending = []
-    replaced = []
-    for item in plan.uploads:
-        url = f"s3://{bucket}/{item.key}"
-        exists, digest = _stored_digest(clients, bucket, item.key)
-        if digest == item.sha256:
-            outcome.skipped_uploads.append(url)
-            reporter.say(f"{item.hostname}: model data already at {url}")
-        elif exists and item.target_model is not None:
-            replaced.append(f"{item.archive} (TargetModel {item.target_model!r}, at {url})")
-        else:
-            pending.append(item)
-    if replaced:
-        raise DeployError(
-            "a multi-model archive changed but keeps its name: "
-            + "; ".join(replaced)
-            + ". SageMaker says not to overwrite a multi-model endpoint's archives (instances "
-            "keep serving the version they cached): give the new version a new file name, "
-            "such as NAME-v2.tar.gz, and invoke that TargetModel. Nothing was uploaded"
-        )
-    for item in pending:
-        url = f"s3://{bucket}/{item.key}"
-        reporter.say(f"{item.hostname}: uploading {item.archive} ({item.size} bytes) to {url}")
-        try:
-            clients.s3.upload_file(
-                str(item.archive),
-                bucket,
-                item.key,
-                ExtraArgs={"Metadata": {DIGEST_METADATA: item.sha256}},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_failure(f"upload to {url}", exc) from None
-        outcome.uploaded.append(url)
+# --- deploy ---------------------------------------------------------------------------------
 
 
 def _create_missing(requests: Requests, clients: Clients, outcome: Outcome) -> None:
-    sm = clients.sagemaker
     if not model_exists(clients, requests.model_name):
-        try:
-            sm.create_model(**requests.model)
-        except ClientError as exc:
-            raise aws_failure(f"CreateModel {requests.model_name}", exc) from None
+        create_model(clients, requests)
         outcome.created.append(f"model {requests.model_name}")
     if _describe_config(clients, requests.endpoint_config_name) is None:
-        try:
-            sm.create_endpoint_config(**requests.endpoint_config)
-        except ClientError as exc:
-            raise aws_failure(
-                f"CreateEndpointConfig {requests.endpoint_config_name}", exc
-            ) from None
+        with calling(f"CreateEndpointConfig {requests.endpoint_config_name}"):
+            clients.sagemaker.create_endpoint_config(**requests.endpoint_config)
         outcome.created.append(f"endpoint config {requests.endpoint_config_name}")
+
+
+def _endpoint_status(described: dict[str, Any] | None) -> str:
+    return "deleted" if described is None else str(described["EndpointStatus"])
 
 
 def wait_for_endpoint(
     clients: Clients,
     name: str,
     reporter: Reporter,
+    wait: Wait = ENDPOINT_WAIT,
     *,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-    timeout: float = DEFAULT_TIMEOUT,
     gone: bool = False,
 ) -> dict[str, Any] | None:
     """Poll until the endpoint leaves the busy states (or, with `gone`, until it is deleted)."""
-    start = time.monotonic()
+
+    def done(described: dict[str, Any] | None) -> bool:
+        return described is None or (not gone and _endpoint_status(described) not in BUSY)
+
+    def timed_out(described: dict[str, Any] | None) -> DeployError:
+        return DeployError(
+            f"{name}: still {_endpoint_status(described)} after {wait.timeout:.0f} s; see "
+            "`sm-compose status` (nothing was rolled back)"
+        )
+
     with reporter.waiting(name) as update:
-        while True:
-            described = describe_endpoint(clients, name)
-            elapsed = time.monotonic() - start
-            if described is None:
-                update("deleted", elapsed)
-                return None
-            status = str(described["EndpointStatus"])
-            update(status, elapsed)
-            if status not in BUSY and not gone:
-                return described
-            if elapsed > timeout:
-                raise DeployError(
-                    f"{name}: still {status} after {timeout:.0f} s; see `sm-compose status` "
-                    "(nothing was rolled back)"
-                )
-            time.sleep(poll_interval)
+        return poll_until(
+            lambda: describe_endpoint(clients, name),
+            done,
+            wait,
+            timed_out=timed_out,
+            on_poll=lambda described, elapsed: update(_endpoint_status(described), elapsed),
+        )
 
 
 def _variants_to_release(
@@ -318,7 +170,7 @@ def _deregister(clients: Clients, resource: str, outcome: Outcome) -> None:
             ScalableDimension=autoscaling.DIMENSION,
         )
     except ClientError as exc:
-        if _code(exc) != "ObjectNotFoundException":
+        if error_code(exc) != "ObjectNotFoundException":
             raise aws_failure(f"DeregisterScalableTarget {resource}", exc) from None
         return
     outcome.deleted.append(f"scalable target {resource}")
@@ -333,7 +185,7 @@ def sync_autoscaling(pipeline: Pipeline, clients: Clients, outcome: Outcome) -> 
         _deregister(clients, resource, outcome)
         return
     aas = clients.autoscaling
-    try:
+    with calling(f"autoscaling of {resource}"):
         existing = _scalable_target(clients, resource)
         if existing is None or (existing["MinCapacity"], existing["MaxCapacity"]) != (
             target["MinCapacity"],
@@ -352,28 +204,21 @@ def sync_autoscaling(pipeline: Pipeline, clients: Clients, outcome: Outcome) -> 
         if have is None or any(have.get(k) != v for k, v in wanted.items()):
             aas.put_scaling_policy(**policy)
             outcome.created.append(f"scaling policy {policy['PolicyName']}")
-    except ClientError as exc:
-        raise aws_failure(f"autoscaling of {resource}", exc) from None
 
 
 def _delete_model(clients: Clients, name: str, outcome: Outcome) -> None:
-    try:
-        clients.sagemaker.delete_model(ModelName=name)
-    except ClientError as exc:
-        if not _missing(exc):
-            raise aws_failure(f"DeleteModel {name}", exc) from None
-        return
-    outcome.deleted.append(f"model {name}")
+    sm = clients.sagemaker
+    if delete_if_present(f"DeleteModel {name}", lambda: sm.delete_model(ModelName=name)):
+        outcome.deleted.append(f"model {name}")
 
 
 def _delete_config(clients: Clients, name: str, outcome: Outcome) -> None:
-    try:
-        clients.sagemaker.delete_endpoint_config(EndpointConfigName=name)
-    except ClientError as exc:
-        if not _missing(exc):
-            raise aws_failure(f"DeleteEndpointConfig {name}", exc) from None
-        return
-    outcome.deleted.append(f"endpoint config {name}")
+    sm = clients.sagemaker
+    if delete_if_present(
+        f"DeleteEndpointConfig {name}",
+        lambda: sm.delete_endpoint_config(EndpointConfigName=name),
+    ):
+        outcome.deleted.append(f"endpoint config {name}")
 
 
 def cleanup_stale(
@@ -394,15 +239,16 @@ def deploy(
     clients: Clients,
     reporter: Reporter,
     *,
-    wait: bool = True,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-    timeout: float = DEFAULT_TIMEOUT,
+    wait: Wait | None = ENDPOINT_WAIT,
 ) -> Outcome:
+    """Upload model data, create or update the endpoint; with `wait`, wait for it, then make
+    its scaling match and delete this pipeline's older models and configs."""
     pipeline = plan.pipeline
     name = pipeline.name
     outcome = Outcome(endpoint=name)
-    bucket = ensure_bucket(plan, clients, reporter) if plan.needs_bucket else "unused"
-    upload_model_data(plan, clients, bucket, outcome, reporter)
+    bucket = model_bucket(plan, clients, reporter)
+    uploads = upload_model_data(plan, clients, bucket, reporter)
+    outcome.uploaded, outcome.skipped_uploads = uploads.uploaded, uploads.skipped
     requests = plan.requests(bucket)
 
     current = describe_endpoint(clients, name)
@@ -429,7 +275,7 @@ def deploy(
                 "deploy again"
             )
         _create_missing(requests, clients, outcome)
-        try:
+        with calling("CreateEndpoint" if current is None else "UpdateEndpoint"):
             if current is None:
                 clients.sagemaker.create_endpoint(**requests.endpoint)
                 outcome.action = "created"
@@ -441,15 +287,11 @@ def deploy(
                     EndpointName=name, EndpointConfigName=requests.endpoint_config_name
                 )
                 outcome.action = "updated"
-        except ClientError as exc:
-            raise aws_failure(
-                f"{'CreateEndpoint' if current is None else 'UpdateEndpoint'}", exc
-            ) from None
         reporter.say(
             f"{name}: {outcome.action} with endpoint config {requests.endpoint_config_name}"
         )
 
-    if not wait:
+    if wait is None:
         outcome.status = status if outcome.action == "unchanged" else "Creating"
         reporter.say(
             f"{name}: not waiting; `sm-compose status` shows progress, and a later deploy "
@@ -457,7 +299,7 @@ def deploy(
         )
         return outcome
 
-    final = wait_for_endpoint(clients, name, reporter, poll_interval=poll_interval, timeout=timeout)
+    final = wait_for_endpoint(clients, name, reporter, wait)
     if final is None:
         raise DeployError(f"{name}: the endpoint disappeared while waiting")
     outcome.status = str(final["EndpointStatus"])
@@ -481,9 +323,7 @@ def delete(
     clients: Clients,
     reporter: Reporter,
     *,
-    wait: bool = True,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-    timeout: float = DEFAULT_TIMEOUT,
+    wait: Wait | None = ENDPOINT_WAIT,
 ) -> Outcome:
     """Remove the endpoint, its scaling, its configs and models; what is gone already is fine."""
     name = pipeline.name
@@ -501,22 +341,16 @@ def delete(
             for v in described["ProductionVariants"]:
                 models.add(v["ModelName"])
                 variants.add(v["VariantName"])
-    try:
+    with calling("deregistering autoscaling"):
         for variant in sorted(variants):
             _deregister(clients, autoscaling.resource_id(name, variant), outcome)
-    except ClientError as exc:
-        raise aws_failure("deregistering autoscaling", exc) from None
     if current is not None:
-        try:
-            clients.sagemaker.delete_endpoint(EndpointName=name)
+        if delete_if_present(
+            f"DeleteEndpoint {name}", lambda: clients.sagemaker.delete_endpoint(EndpointName=name)
+        ):
             outcome.deleted.append(f"endpoint {name}")
-        except ClientError as exc:
-            if not _missing(exc):
-                raise aws_failure(f"DeleteEndpoint {name}", exc) from None
-        if wait:
-            wait_for_endpoint(
-                clients, name, reporter, poll_interval=poll_interval, timeout=timeout, gone=True
-            )
+        if wait is not None:
+            wait_for_endpoint(clients, name, reporter, wait, gone=True)
     more_models, more_configs = _pipeline_names(clients, pipeline)
     for config in sorted(configs | set(more_configs)):
         _delete_config(clients, config, outcome)

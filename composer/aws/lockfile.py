@@ -12,13 +12,12 @@ Hostnames not in the pipeline are ignored; `image:` containers never need an ent
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import UsageError
+from ..storage import atomic_write
 
 SUFFIX = ".lock.json"
 DIGEST_REFERENCE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
@@ -72,14 +71,7 @@ def write_lock(path: Path, images: Mapping[str, str]) -> None:
                 f"lock file: images.{host}: got {uri!r}; expected REGISTRY/REPOSITORY@sha256:DIGEST"
             )
     text = json.dumps({"images": dict(sorted(images.items()))}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def update_lock(path: Path, images: Mapping[str, str]) -> dict[str, str]:

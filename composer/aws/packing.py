@@ -11,10 +11,10 @@ import gzip
 import os
 import stat
 import tarfile
-import tempfile
 from pathlib import Path
 
 from ..errors import UsageError
+from ..storage import atomic_file
 
 
 def _info(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
@@ -49,26 +49,18 @@ def _members(folder: Path) -> list[tuple[str, Path]]:
 def pack_folder(folder: Path, out: Path) -> Path:
     """Write `folder`'s content (at the archive root) to `out` as .tar.gz; returns `out`."""
     members = _members(folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out.name, suffix=".partial", dir=out.parent)
-    tmp = Path(tmp_name)
-    try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for rel, path in members:
-                st = path.lstat()
-                if stat.S_ISDIR(st.st_mode):
-                    tar.addfile(_info(rel, st, tarfile.DIRTYPE))
-                else:
-                    info = _info(rel, st, tarfile.REGTYPE)
-                    info.size = st.st_size
-                    with path.open("rb") as f:
-                        tar.addfile(info, f)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_file(out) as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for rel, path in members:
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                tar.addfile(_info(rel, st, tarfile.DIRTYPE))
+            else:
+                info = _info(rel, st, tarfile.REGTYPE)
+                info.size = st.st_size
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
     return out

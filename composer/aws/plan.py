@@ -6,6 +6,7 @@ so `--dry-run` and a real deploy start from the same plan and render the same re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,14 @@ def preflight(pipeline: Pipeline, pipeline_file: str, region: str | None) -> Pla
     return Plan(pipeline, region, role, images, uploads, local_prefixes(pipeline))
 
 
-def dry_run_document(plan: Plan) -> dict[str, Any]:
-    """Every call deploy would make, in order, with the exact parameters (secrets redacted)."""
+def dry_run_document(
+    plan: Plan, job: Callable[[str], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every call deploy would make, in order, with the exact parameters (secrets redacted).
+
+    Given `job` (the model's name -> its CreateTransformJob request), the calls of
+    `transform --on-sagemaker` instead: the model the job uses, then the job.
+    """
     pipeline = plan.pipeline
     bucket = pipeline.aws.s3_bucket
     placeholders: dict[str, str] = {}
@@ -209,15 +216,56 @@ def dry_run_document(plan: Plan) -> dict[str, Any]:
         bucket = default_bucket(plan.region, PLACEHOLDER_ACCOUNT)
         placeholders[PLACEHOLDER_ACCOUNT] = (
             "your AWS account id: deploy asks STS (GetCallerIdentity) for it"
+            if job is None
+            else "your AWS account id (the model name depends on the model data's bucket)"
         )
-        calls.append({"service": "sts", "operation": "GetCallerIdentity", "params": {}})
+    requests = plan.requests(bucket or "unused")
+    if job is None:
+        calls += _deploy_calls(plan, bucket, requests)
+    else:
+        calls += [
+            _call(
+                "sagemaker",
+                "CreateModel",
+                requests.model,
+                when="only if no model has this name (deploy creates the same one)",
+            ),
+            _call("sagemaker", "CreateTransformJob", job(requests.model_name)),
+        ]
+    document: dict[str, Any] = redact(
+        {
+            "pipeline": pipeline.name,
+            "region": plan.region,
+            "placeholders": placeholders,
+            "calls": calls,
+        }
+    )
+    return document
+
+
+def _call(
+    service: str, operation: str, params: dict[str, Any], *, when: str | None = None
+) -> dict[str, Any]:
+    call: dict[str, Any] = {"service": service, "operation": operation}
+    if when is not None:
+        call["when"] = when
+    call["params"] = params
+    return call
+
+
+def _deploy_calls(plan: Plan, bucket: str | None, requests: Requests) -> list[dict[str, Any]]:
+    pipeline = plan.pipeline
+    calls: list[dict[str, Any]] = []
+    if plan.needs_bucket and pipeline.aws.s3_bucket is None:
+        assert bucket is not None
+        calls.append(_call("sts", "GetCallerIdentity", {}))
         calls.append(
-            {
-                "service": "s3",
-                "operation": "CreateBucket",
-                "when": "only if the default bucket does not exist yet",
-                "params": create_bucket_params(bucket, plan.region),
-            }
+            _call(
+                "s3",
+                "CreateBucket",
+                create_bucket_params(bucket, plan.region),
+                when="only if the default bucket does not exist yet",
+            )
         )
     for upload in plan.uploads:
         when = f"only if s3://{bucket}/{upload.key} does not hold this sha256 yet"
@@ -240,56 +288,42 @@ def dry_run_document(plan: Plan) -> dict[str, Any]:
                 },
             }
         )
-    requests = plan.requests(bucket or "unused")
     calls += [
-        {
-            "service": "sagemaker",
-            "operation": "CreateModel",
-            "when": "only if no model has this name",
-            "params": requests.model,
-        },
-        {
-            "service": "sagemaker",
-            "operation": "CreateEndpointConfig",
-            "when": "only if no endpoint config has this name",
-            "params": requests.endpoint_config,
-        },
-        {
-            "service": "sagemaker",
-            "operation": "CreateEndpoint",
-            "when": (
+        _call("sagemaker", "CreateModel", requests.model, when="only if no model has this name"),
+        _call(
+            "sagemaker",
+            "CreateEndpointConfig",
+            requests.endpoint_config,
+            when="only if no endpoint config has this name",
+        ),
+        _call(
+            "sagemaker",
+            "CreateEndpoint",
+            requests.endpoint,
+            when=(
                 "if the endpoint does not exist; else UpdateEndpoint with EndpointName and "
                 "EndpointConfigName, or nothing when it already uses this config"
             ),
-            "params": requests.endpoint,
-        },
+        ),
     ]
     target = autoscaling.register_scalable_target_request(pipeline)
     policy = autoscaling.put_scaling_policy_request(pipeline)
     if target is not None and policy is not None:
         calls += [
-            {
-                "service": "application-autoscaling",
-                "operation": "RegisterScalableTarget",
-                "when": "once InService, unless already registered with these capacities",
-                "params": target,
-            },
-            {
-                "service": "application-autoscaling",
-                "operation": "PutScalingPolicy",
-                "when": "once InService, unless this policy is already there",
-                "params": policy,
-            },
+            _call(
+                "application-autoscaling",
+                "RegisterScalableTarget",
+                target,
+                when="once InService, unless already registered with these capacities",
+            ),
+            _call(
+                "application-autoscaling",
+                "PutScalingPolicy",
+                policy,
+                when="once InService, unless this policy is already there",
+            ),
         ]
-    document: dict[str, Any] = redact(
-        {
-            "pipeline": pipeline.name,
-            "region": plan.region,
-            "placeholders": placeholders,
-            "calls": calls,
-        }
-    )
-    return document
+    return calls
 
 
 def create_bucket_params(bucket: str, region: str) -> dict[str, Any]:

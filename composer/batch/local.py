@@ -24,10 +24,11 @@ from ..errors import ComposerError, UsageError
 from ..gateway import start_gateway
 from ..runners.local import Runner, gateway_config, running_endpoint
 from ..spec.models import Pipeline
+from ..storage import StorageError, join, read, write
 from .params import Settled, TransformOptions, parse_execution_parameters, settle
 from .progress import Counter, TransformProgress
 from .records import MiniBatch, RecordError, assemble, decompress, mini_batches, split_records
-from .storage import InputObject, StorageError, join, list_inputs, read_location, write_location
+from .storage import InputObject, list_inputs
 
 #: Answers may be far larger than requests (spaCy's documents are); the gateway's cap for them.
 ANSWER_LIMIT = 512 * 1024 * 1024
@@ -185,7 +186,7 @@ class _Job:
             loop = asyncio.get_running_loop()
             o = self.options
             try:
-                raw = await loop.run_in_executor(None, read_location, obj.location)
+                raw = await loop.run_in_executor(None, read, obj.location)
                 data = decompress(raw, o.compression, obj.name)
                 records = split_records(data, o.split_type)
             except (StorageError, RecordError) as exc:
@@ -239,7 +240,7 @@ class _Job:
             target = join(self.output, obj.name + ".out")
             out = assemble(bodies, o.assemble_with)
             try:
-                await loop.run_in_executor(None, write_location, target, out, content_type)
+                await loop.run_in_executor(None, write, target, out, content_type)
             except StorageError as exc:
                 result.failures.append(str(exc))
                 return result

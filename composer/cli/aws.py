@@ -17,24 +17,11 @@ if TYPE_CHECKING:
     from ..aws.plan import Plan
 
 from ._common import friendly, load, pipeline_arg
+from ._waiting import no_wait_option, poll_option, seconds_option, wait_of
 
-_poll = click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.0),
-    default=15.0,
-    show_default=True,
-    envvar="SM_COMPOSE_POLL_INTERVAL",
-    help="Seconds between DescribeEndpoint calls while waiting.",
-)
-_timeout = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.0),
-    default=3600.0,
-    show_default=True,
-    help="Give up waiting after this many seconds (nothing is rolled back).",
-)
-_no_wait = click.option(
-    "--no-wait", is_flag=True, help="Return once SageMaker has accepted the requests."
+_poll = poll_option(15.0, "Seconds between DescribeEndpoint calls while waiting.")
+_timeout = seconds_option(
+    "--timeout", 3600.0, "Give up waiting after this many seconds (nothing is rolled back)."
 )
 
 
@@ -53,7 +40,7 @@ def _plan(pipeline: str) -> Plan:
     is_flag=True,
     help="Print every request deploy would send, as JSON, and call nothing.",
 )
-@_no_wait
+@no_wait_option
 @_poll
 @_timeout
 @friendly
@@ -68,17 +55,15 @@ def deploy(
         click.echo(json.dumps(dry_run_document(plan), indent=2))
         return
     from ..aws.clients import create_clients
-    from ..aws.deploy import Reporter
     from ..aws.deploy import deploy as run_deploy
+    from ._waiting import RichReporter
 
-    reporter = Reporter()
+    reporter = RichReporter()
     outcome = run_deploy(
         plan,
         create_clients(plan.region),
         reporter,
-        wait=not no_wait,
-        poll_interval=poll_interval,
-        timeout=timeout,
+        wait=wait_of(no_wait, poll_interval, timeout),
     )
     for item in outcome.deleted:
         reporter.say(f"removed {item}")
@@ -87,16 +72,16 @@ def deploy(
 
 @click.command()
 @pipeline_arg
-@_no_wait
+@no_wait_option
 @_poll
 @_timeout
 @friendly
 def delete(pipeline: str, no_wait: bool, poll_interval: float, timeout: float) -> None:
     """Delete PIPELINE's endpoint, its scaling, endpoint configs and models (idempotent)."""
     from ..aws.clients import create_clients, session_region
-    from ..aws.deploy import Reporter
     from ..aws.deploy import delete as run_delete
     from ..errors import UsageError
+    from ._waiting import RichReporter
 
     spec = load(pipeline)
     region = session_region(spec.aws.region)
@@ -105,10 +90,8 @@ def delete(pipeline: str, no_wait: bool, poll_interval: float, timeout: float) -
     outcome = run_delete(
         spec,
         create_clients(region),
-        Reporter(),
-        wait=not no_wait,
-        poll_interval=poll_interval,
-        timeout=timeout,
+        RichReporter(),
+        wait=wait_of(no_wait, poll_interval, timeout),
     )
     for item in outcome.deleted:
         click.echo(f"deleted {item}")

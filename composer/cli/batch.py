@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
 import click
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from ..spec import Pipeline
 
 from ._common import engine_option, friendly, load, pipeline_arg, runner_for
+from ._waiting import poll_option
 
 
 @click.command()
@@ -94,14 +96,7 @@ from ._common import engine_option, friendly, load, pipeline_arg, runner_for
 @click.option("--instance-count", type=click.IntRange(min=1), default=None)
 @click.option("--output-kms-key-id", default=None, help="TransformOutput.KmsKeyId.")
 @click.option("--no-wait", is_flag=True, help="With --on-sagemaker: return once created.")
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.0),
-    default=30.0,
-    show_default=True,
-    envvar="SM_COMPOSE_POLL_INTERVAL",
-    help="Seconds between DescribeTransformJob calls.",
-)
+@poll_option(30.0, "Seconds between DescribeTransformJob calls.")
 @friendly
 def transform(
     pipeline: str,
@@ -191,7 +186,7 @@ def _local(
     from rich.console import Console
 
     from ..batch import transform_local
-    from ..batch.progress import RichProgress
+    from ._progress import RichProgress
 
     runner = runner_for(engine)
     console = Console(stderr=True, highlight=False)
@@ -236,9 +231,10 @@ def _on_sagemaker(
     poll_interval: float,
 ) -> None:
     from ..aws.clients import create_clients, session_region
-    from ..aws.deploy import Reporter
-    from ..aws.plan import preflight
-    from ..aws.transform import JobSettings, dry_run_document, run_transform_job
+    from ..aws.plan import dry_run_document, preflight
+    from ..aws.transform import JOB_WAIT, run_transform_job
+    from ..render.transform import JobSettings, create_transform_job_request
+    from ._waiting import RichReporter, wait_of
 
     spec = load(pipeline_file)
     settings = JobSettings(
@@ -251,16 +247,18 @@ def _on_sagemaker(
     )
     plan = preflight(spec, pipeline_file, session_region(spec.aws.region))
     if dry_run:
-        click.echo(json.dumps(dry_run_document(plan, options, settings), indent=2, default=str))
+        job = partial(
+            create_transform_job_request, plan.pipeline, options=options, settings=settings
+        )
+        click.echo(json.dumps(dry_run_document(plan, job), indent=2, default=str))
         return
     described = run_transform_job(
         plan,
         options,
         settings,
         create_clients(plan.region),
-        Reporter(),
-        wait=wait,
-        poll_interval=poll_interval,
+        RichReporter(),
+        wait=wait_of(not wait, poll_interval, JOB_WAIT.timeout),
     )
     click.echo(
         f"{described['TransformJobName']}: {described['TransformJobStatus']} "

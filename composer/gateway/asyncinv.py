@@ -5,8 +5,8 @@ written to `S3OutputPath/<InferenceId>.out` (or the given Filename), an error to
 `S3FailurePath/<InferenceId>-error.out`; at most MaxConcurrentInvocationsPerInstance requests
 run at once, the rest wait in order; a request that waited longer than its RequestTTLSeconds
 expires; InvocationTimeoutSeconds bounds each run. Locations may also be local paths, so the
-gateway works without S3 (`s3://` goes through boto3's standard chain, AWS_ENDPOINT_URL_S3
-included).
+gateway works without S3; both are read and written by `composer.storage` (`s3://` through
+boto3's standard chain, AWS_ENDPOINT_URL_S3 included).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from .. import storage
 from .config import AsyncSettings
 from .errors import GatewayError, ValidationError
 
@@ -60,53 +59,24 @@ class AsyncFailure(Exception):
     """A queued request failed; the message goes to the failure location."""
 
 
-def _s3() -> Any:
-    import boto3
-
-    return boto3.session.Session().client("s3")
-
-
 def read_location(location: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     """Blocking read of an s3:// object or a local file (run it in an executor)."""
-    match = _S3.match(location)
-    if match is not None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            obj = _s3().get_object(Bucket=match.group(1), Key=match.group(2))
-            if int(obj.get("ContentLength", 0)) > limit:
-                raise AsyncFailure(
-                    f"the input {location} has {obj['ContentLength']} bytes; the limit is {limit}"
-                )
-            return bytes(obj["Body"].read())
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise AsyncFailure(
-                f"cannot read the input {location}: {err.get('Code')}: {err.get('Message')}"
-            ) from None
-        except BotoCoreError as exc:
-            raise AsyncFailure(f"cannot read the input {location}: {exc}") from None
-    path = Path(location.removeprefix("file://"))
     try:
-        if path.stat().st_size > limit:
-            raise AsyncFailure(f"the input {path} has more than {limit} bytes")
-        return path.read_bytes()
-    except OSError as exc:
-        raise AsyncFailure(f"cannot read the input {path}: {exc.strerror}") from None
+        return storage.read(location, limit=limit)
+    except storage.TooLarge as exc:
+        raise AsyncFailure(
+            f"the input {exc.location} has {exc.size} bytes; the limit is {exc.limit}"
+        ) from None
+    except storage.StorageError as exc:
+        raise AsyncFailure(f"cannot read the input {exc.location}: {exc.reason}") from None
 
 
 def write_location(location: str, data: bytes, content_type: str | None) -> None:
     """Blocking write of a whole object (an s3:// key or a local file)."""
-    match = _S3.match(location)
-    if match is not None:
-        extra = {"ContentType": content_type} if content_type else {}
-        _s3().put_object(Bucket=match.group(1), Key=match.group(2), Body=data, **extra)
-        return
-    path = Path(location.removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        storage.write(location, data, content_type)
+    except storage.StorageError as exc:
+        raise AsyncFailure(f"cannot write {exc.location}: {exc.reason}") from None
 
 
 def _join(base: str, *parts: str) -> str:
@@ -150,9 +120,6 @@ class AsyncInvoker:
         self.invoke = invoke
         self.slots = asyncio.Semaphore(settings.max_concurrent_invocations)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.in_flight = 0
-        self.completed = 0
-        self.failed = 0
 
     async def accept(self, request: web.Request, request_id: str) -> web.Response:
         """Check the request, queue it, answer 202 with where its result will be."""
@@ -214,7 +181,6 @@ class AsyncInvoker:
     async def _run(self, q: _Queued) -> None:
         loop = asyncio.get_running_loop()
         async with self.slots:
-            self.in_flight += 1
             try:
                 waited = time.monotonic() - q.received
                 if waited > q.ttl:
@@ -240,17 +206,12 @@ class AsyncInvoker:
                 await loop.run_in_executor(
                     None, write_location, q.output_location, answer, content_type
                 )
-                self.completed += 1
                 log.info("async %s: wrote %s", q.inference_id, q.output_location)
             except AsyncFailure as exc:
-                self.failed += 1
                 await self._write_failure(q, str(exc))
             except Exception as exc:
-                self.failed += 1
                 log.exception("async %s failed in the gateway", q.inference_id)
                 await self._write_failure(q, f"The local gateway failed: {type(exc).__name__}")
-            finally:
-                self.in_flight -= 1
 
     async def _write_failure(self, q: _Queued, message: str) -> None:
         loop = asyncio.get_running_loop()

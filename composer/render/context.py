@@ -6,6 +6,7 @@ the image gets.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -20,6 +21,7 @@ from .. import serving
 from ..cache import cache_dir
 from ..errors import UsageError
 from ..spec.models import Container, Pipeline
+from ..storage import atomic_write
 from .dockerfile import render_dockerfile
 from .sagemaker import Requests, dumps, placeholder_artifacts, render_requests
 
@@ -113,13 +115,9 @@ def _nginx_template() -> str:
         from .nginx import render_nginx_template
 
         text = render_nginx_template()
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(cached)  # whole or absent, even with two builds at once
-    except OSError:
-        pass  # a read-only cache costs time, nothing else
+    # whole or absent, even with two builds at once; a read-only cache costs time, nothing else
+    with contextlib.suppress(OSError):
+        atomic_write(cached, text)
     return text
 
 

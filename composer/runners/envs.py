@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import ComposerError
+from ..storage import atomic_dir
 
 
 class EnvironmentError_(ComposerError):
@@ -54,33 +54,30 @@ def ensure_env(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready.is_file():  # built by another process while we waited
             return env
-        tmp = root / f"{env.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         say = on_progress or (lambda _msg: None)
         started = time.monotonic()
-        say(f"{label}: creating environment")
-        _run([sys.executable, "-m", "venv", str(tmp)], label, on_progress)
-        say(f"{label}: installing requirements")
-        _run(
-            [
-                str(python_of(tmp)),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-                "-r",
-                str(requirements_file),
-            ],
-            label,
-            on_progress,
-        )
-        shutil.rmtree(env, ignore_errors=True)
-        tmp.rename(env)
-        (env / "requirements.txt").write_text(text, encoding="utf-8")
-        ready.write_text(f"{time.monotonic() - started:.1f}s\n", encoding="utf-8")
+        with atomic_dir(env) as tmp:
+            say(f"{label}: creating environment")
+            _run([sys.executable, "-m", "venv", str(tmp)], label, on_progress)
+            say(f"{label}: installing requirements")
+            _run(
+                [
+                    str(python_of(tmp)),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--progress-bar",
+                    "off",
+                    "-r",
+                    str(requirements_file),
+                ],
+                label,
+                on_progress,
+            )
+            (tmp / "requirements.txt").write_text(text, encoding="utf-8")
+            (tmp / ready.name).write_text(f"{time.monotonic() - started:.1f}s\n", encoding="utf-8")
         say(f"{label}: environment ready in {time.monotonic() - started:.0f}s")
     return env
 

@@ -12,13 +12,12 @@ import gzip
 import hashlib
 import os
 import re
-import shutil
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from ..errors import ComposerError, UsageError
+from ..storage import StorageError, atomic_dir, download
 
 _CHUNK = 1 << 20
 
@@ -117,24 +116,14 @@ def extract_archive(archive_path: Path, dest: Path, *, cap: int | None = None) -
     """
     shown = str(archive_path)
     limit = max_model_bytes() if cap is None else cap
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        with tarfile.open(archive_path, "r:*") as archive:
+        with atomic_dir(dest) as tmp, tarfile.open(archive_path, "r:*") as archive:
             members = check_members(archive, shown, limit)
             _write_members(archive, members, tmp, shown, limit)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelDataError(f"{shown}: not a readable tar archive ({exc})") from None
     except OSError as exc:  # a full disk, a file and a folder of one name
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelDataError(f"{shown}: cannot extract it: {exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
 
 
 def _write_members(
@@ -165,17 +154,11 @@ def _write_members(
 
 
 def download_s3(uri: str, dest: Path) -> None:
-    """Fetch an s3:// object with boto3 (so AWS_ENDPOINT_URL_S3 and the AWS chain apply)."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    parsed = urlparse(uri)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Fetch an s3:// object (composer.storage: AWS_ENDPOINT_URL_S3 and the AWS chain apply)."""
     try:
-        boto3.client("s3").download_file(bucket, key, str(dest))
-    except (BotoCoreError, ClientError) as exc:
-        raise ModelDataError(f"{uri}: download failed: {exc}") from None
+        download(uri, dest)
+    except StorageError as exc:
+        raise ModelDataError(f"{uri}: download failed: {exc.reason}") from None
 
 
 def prepare_model_dir(model_data: str | None, source: Path | None, work: Path) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from composer.client import EndpointClient, InvocationError
+from tests.integration.aws_fixtures import MotoServer
 
 from .conftest import REPO, Up, start_up, write_pipeline
 
@@ -219,28 +220,18 @@ def test_endpoint_client_and_cli_take_a_target_model(mme: Up) -> None:
 
 
 @pytest.mark.aws
-def test_models_come_from_an_s3_prefix(tmp_path: Path) -> None:
+def test_models_come_from_an_s3_prefix(tmp_path: Path, moto: MotoServer) -> None:
     """model_data: s3://...: the gateway downloads TargetModel from under it on first use."""
     import boto3
 
-    from tests.integration.aws_fixtures import start_moto_server
-
-    for server in start_moto_server():
-        env = server.env()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.url,
-            region_name=env["AWS_DEFAULT_REGION"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(Bucket="models")
-        local = _models(tmp_path)
-        for name in ("alpha.tar.gz", "v2/delta.tar.gz"):
-            s3.upload_file(str(local / name), "models", f"mme/{name}")
-        pipeline = write_pipeline(
-            tmp_path,
-            f"""
+    s3 = boto3.client("s3")  # the `moto` fixture points it (and `up`) at moto's server
+    s3.create_bucket(Bucket="models")
+    local = _models(tmp_path)
+    for name in ("alpha.tar.gz", "v2/delta.tar.gz"):
+        s3.upload_file(str(local / name), "models", f"mme/{name}")
+    pipeline = write_pipeline(
+        tmp_path,
+        f"""
 name: mme-s3
 containers:
   - hostname: models
@@ -248,14 +239,14 @@ containers:
     multi_model: true
     model_data: s3://models/mme/
 """,
-        )
-        up = start_up(pipeline, env=env)
-        try:
-            up.wait_for("ready at", 900)
-            assert _invoke(up, "alpha.tar.gz")["model"] == "alpha"
-            assert _invoke(up, "v2/delta.tar.gz")["model"] == "delta"
-            r = _error(up, "beta.tar.gz")  # not uploaded
-            assert r["Error"]["Code"] == "ValidationError"
-            assert "s3://models/mme/beta.tar.gz" in r["Error"]["Message"]
-        finally:
-            up.stop()
+    )
+    up = start_up(pipeline, env=moto.env())
+    try:
+        up.wait_for("ready at", 900)
+        assert _invoke(up, "alpha.tar.gz")["model"] == "alpha"
+        assert _invoke(up, "v2/delta.tar.gz")["model"] == "delta"
+        r = _error(up, "beta.tar.gz")  # not uploaded
+        assert r["Error"]["Code"] == "ValidationError"
+        assert "s3://models/mme/beta.tar.gz" in r["Error"]["Message"]
+    finally:
+        up.stop()

@@ -8,7 +8,6 @@ back there, where an unmodified S3 client finds it.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -22,21 +21,16 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from rich.console import Console
 
-from composer.aws.deploy import Reporter, deploy
+from composer.aws.deploy import deploy
 from composer.aws.plan import preflight
+from composer.aws.report import Quiet
 from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.runners.local import running_endpoint
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROLE,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    start_moto_server,
-)
+from tests.aws_pipelines import ROLE
+from tests.integration.aws_fixtures import MotoServer, Recorder, recorded_clients
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
@@ -47,15 +41,11 @@ FAILED = "s3://async-out/failures"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with pytest.MonkeyPatch.context() as mp:
-        for server in start_moto_server():
-            for key, value in server.env().items():
-                mp.setenv(key, value)
-            s3 = boto3.client("s3")
-            for bucket in ("async-in", "async-out"):
-                s3.create_bucket(Bucket=bucket)
-            yield server
+def buckets(moto: MotoServer) -> MotoServer:
+    s3 = boto3.client("s3")
+    for bucket in ("async-in", "async-out"):
+        s3.create_bucket(Bucket=bucket)
+    return moto
 
 
 def _pipeline(folder: Path, failure_path: str | None = FAILED) -> Path:
@@ -113,7 +103,7 @@ class _Running:
 
 
 @pytest.fixture(scope="module")
-def endpoint(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
+def endpoint(buckets: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
     with _Running(_pipeline(tmp_path_factory.mktemp("async"))) as running:
         yield running
 
@@ -151,14 +141,15 @@ def _missing(location: str) -> bool:
     return not found.get("Contents")
 
 
-def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
-    runtime = _runtime(endpoint.url)
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"text": "hello"}'),
-        ContentType="application/json",
-        InferenceId="first-request",
+def _send_json(endpoint: _Running, body: bytes, **extra: Any) -> Any:
+    """InvokeEndpointAsync of a JSON body put in S3 first; the answer's fields."""
+    return _runtime(endpoint.url).invoke_endpoint_async(
+        EndpointName="echo-async", InputLocation=_put(body), ContentType="application/json", **extra
     )
+
+
+def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
+    r = _send_json(endpoint, b'{"text": "hello"}', InferenceId="first-request")
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert r["InferenceId"] == "first-request"
     assert r["OutputLocation"] == f"{OUT}/first-request.out"
@@ -170,12 +161,7 @@ def test_answer_appears_at_the_output_location(endpoint: _Running) -> None:
 
 
 def test_a_failing_request_writes_to_the_failure_path(endpoint: _Running) -> None:
-    runtime = _runtime(endpoint.url)
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"fail": true}'),
-        ContentType="application/json",
-    )
+    r = _send_json(endpoint, b'{"fail": true}')
     text = _wait_for(r["FailureLocation"]).decode()
     assert text.startswith("Received client error (400) from echo with message")
     assert "this request asks to fail" in text
@@ -190,12 +176,7 @@ def test_missing_input_and_timeout_fail_into_the_failure_path(endpoint: _Running
     assert "cannot read the input s3://async-in/requests/none.json: NoSuchKey" in (
         _wait_for(r["FailureLocation"]).decode()
     )
-    r = runtime.invoke_endpoint_async(
-        EndpointName="echo-async",
-        InputLocation=_put(b'{"sleep": 3}'),
-        ContentType="application/json",
-        InvocationTimeoutSeconds=1,
-    )
+    r = _send_json(endpoint, b'{"sleep": 3}', InvocationTimeoutSeconds=1)
     text = _wait_for(r["FailureLocation"]).decode()
     assert "timed out" in text and "echo" in text
 
@@ -284,7 +265,7 @@ aws:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     plan = preflight(load_pipeline(path), str(path), "us-east-1")
-    deploy(plan, clients, Reporter(Console(file=io.StringIO())), poll_interval=0.01, timeout=30)
+    deploy(plan, clients, Quiet())
     [sent] = recorder.sent("CreateEndpointConfig")
     assert sent["AsyncInferenceConfig"] == {
         "OutputConfig": {

@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from composer.aws.deploy import Reporter
 from composer.aws.plan import preflight
-from composer.aws.transform import JobSettings, run_transform_job
+from composer.aws.report import Quiet
+from composer.aws.transform import run_transform_job
 from composer.batch import TransformOptions
+from composer.render.transform import JobSettings
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROOT,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    start_moto_server,
-    write_pipeline,
-)
+from tests.aws_pipelines import write_pipeline
+from tests.integration.aws_fixtures import ROOT, MotoServer, Recorder, recorded_clients
 
 pytestmark = pytest.mark.aws
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with pytest.MonkeyPatch.context() as mp:
-        for server in start_moto_server():
-            for key, value in server.env().items():
-                mp.setenv(key, value)
-            yield server
-
-
 def test_job_uses_the_deployed_model_name_and_sends_the_options(
-    moto: MotoServer, tmp_path: Path
+    moto: MotoServer, tmp_path: Path, jsonl: Callable[..., TransformOptions]
 ) -> None:
     moto.reset()
     path = write_pipeline(tmp_path, mode="Serial", bucket="models-bucket")
@@ -48,19 +32,17 @@ def test_job_uses_the_deployed_model_name_and_sends_the_options(
     clients = recorded_clients(recorder)
     clients.s3.create_bucket(Bucket="models-bucket")
     plan = preflight(load_pipeline(path), str(path), "us-east-1")
-    options = TransformOptions(
-        content_type="application/jsonlines",
-        split_type="Line",
+    options = jsonl(
+        accept=None,
         strategy="MultiRecord",
         max_payload_mb=4,
         max_concurrent=2,
-        assemble_with="Line",
         invocations_timeout=300,
         invocations_max_retries=1,
     )
     settings = JobSettings("s3://data-in/texts/", "s3://data-out/results/", job_name="nlp-job-1")
-    reporter = Reporter(Console(file=io.StringIO(), width=200))
-    described = run_transform_job(plan, options, settings, clients, reporter, poll_interval=0.01)
+    reporter = Quiet()
+    described = run_transform_job(plan, options, settings, clients, reporter)
     assert described["TransformJobStatus"] == "Completed"
     model = plan.requests("models-bucket").model_name
     assert recorder.ops("sagemaker") == [
@@ -96,7 +78,6 @@ def test_job_uses_the_deployed_model_name_and_sends_the_options(
         JobSettings("s3://data-in/t/", "s3://data-out/r/", job_name="nlp-job-2"),
         clients,
         reporter,
-        poll_interval=0.01,
     )
     assert recorder.ops("sagemaker") == [
         "DescribeModel",

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ import pytest
 
 from composer.batch import TransformOptions, TransformResult, transform_local
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import MotoServer, start_moto_server
+from tests.integration.aws_fixtures import MotoServer
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCHY = ROOT / "tests" / "integration" / "fixtures" / "batchy"
+#: What the `jsonl` fixture (tests/conftest.py) gives: TransformOptions for JSON Lines.
+Jsonl = Callable[..., TransformOptions]
 
 
 def _pipeline(folder: Path, *, second_env: str = "BATCHY_CONCURRENT: 2") -> Path:
@@ -64,18 +66,10 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-JSONL = {
-    "content_type": "application/jsonlines",
-    "accept": "application/jsonlines",
-    "split_type": "Line",
-    "assemble_with": "Line",
-}
-
-
-def test_multi_record_many_mini_batches_in_order(tmp_path: Path) -> None:
+def test_multi_record_many_mini_batches_in_order(tmp_path: Path, jsonl: Jsonl) -> None:
     src = _records(tmp_path / "in.jsonl", 3000, pad=400)  # about 1.25 MB: 2 MiB would be 1 batch
     out = tmp_path / "out"
-    result = _run(_pipeline(tmp_path), TransformOptions(**JSONL, max_payload_mb=1), src, out)
+    result = _run(_pipeline(tmp_path), jsonl(max_payload_mb=1), src, out)
     assert not result.failed, result.objects
     assert result.settled is not None
     # The job set the payload; the strictest container (second) set the concurrency.
@@ -94,15 +88,13 @@ def test_multi_record_many_mini_batches_in_order(tmp_path: Path) -> None:
     }
 
 
-def test_single_record_folder_and_gzip(tmp_path: Path) -> None:
+def test_single_record_folder_and_gzip(tmp_path: Path, jsonl: Jsonl) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     _records(folder / "a.jsonl", 40)
     (folder / "b.jsonl.gz").write_bytes(gzip.compress(_records(tmp_path / "b", 25).read_bytes()))
     out = tmp_path / "out"
-    options = TransformOptions(
-        **{**JSONL, "compression": "Gzip"}, strategy="SingleRecord", max_concurrent=4
-    )
+    options = jsonl(compression="Gzip", strategy="SingleRecord", max_concurrent=4)
     # Gzip applies to every object of a job, as in SageMaker: the plain one fails to open.
     result = _run(_pipeline(tmp_path), options, folder, out)
     assert [o.name for o in result.failed] == ["a.jsonl"]
@@ -114,7 +106,9 @@ def test_single_record_folder_and_gzip(tmp_path: Path) -> None:
     assert result.requests == 25
 
 
-def test_failures_are_per_object_and_record_and_leave_no_output(tmp_path: Path) -> None:
+def test_failures_are_per_object_and_record_and_leave_no_output(
+    tmp_path: Path, jsonl: Jsonl
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     _records(folder / "good.jsonl", 50)
@@ -125,7 +119,7 @@ def test_failures_are_per_object_and_record_and_leave_no_output(tmp_path: Path) 
     with bad.open("a") as f:
         f.write(json.dumps({"n": 30, "fail": True}) + "\n")
     out = tmp_path / "out"
-    options = TransformOptions(**JSONL, strategy="SingleRecord", max_payload_mb=1)
+    options = jsonl(strategy="SingleRecord", max_payload_mb=1)
     result = _run(_pipeline(tmp_path), options, folder, out)
     failed = {o.name: o for o in result.failed}
     assert set(failed) == {"big.jsonl", "bad.jsonl"}
@@ -160,26 +154,15 @@ def test_cli_exit_status_and_messages(tmp_path: Path) -> None:
 # --- S3 input and output on moto's server -----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    yield from start_moto_server()
-
-
 @pytest.mark.aws
-def test_s3_prefix_in_and_out(
-    tmp_path: Path, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in moto.env().items():
-        monkeypatch.setenv(key, value)
+def test_s3_prefix_in_and_out(tmp_path: Path, moto: MotoServer, jsonl: Jsonl) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="batch-in")
     s3.create_bucket(Bucket="batch-out")
     for name, count in (("one.jsonl", 10), ("deeper/two.jsonl", 12)):
         body = "".join(json.dumps({"n": i}) + "\n" for i in range(count))
         s3.put_object(Bucket="batch-in", Key=f"jobs/{name}", Body=body.encode())
-    result = _run(
-        _pipeline(tmp_path), TransformOptions(**JSONL), "s3://batch-in/jobs/", "s3://batch-out/r"
-    )
+    result = _run(_pipeline(tmp_path), jsonl(), "s3://batch-in/jobs/", "s3://batch-out/r")
     assert not result.failed
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="batch-out")["Contents"])
     assert keys == ["r/deeper/two.jsonl.out", "r/one.jsonl.out"]

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
 from composer.client import EndpointClient
-from tests.integration.aws_fixtures import MotoServer, start_moto_server
+from tests.integration.aws_fixtures import MotoServer
 
 pytestmark = pytest.mark.aws
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    yield from start_moto_server()
 
 
 def test_target_model_and_hostname_reach_the_wire(moto: MotoServer) -> None:

@@ -6,67 +6,38 @@ hook, because moto drops InferenceExecutionConfig from DescribeModel.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
 
-from composer.aws.deploy import Reporter, delete, deploy, status
-from composer.aws.plan import preflight
+from composer.aws.deploy import delete, deploy, status
+from composer.aws.plan import Plan, preflight
+from composer.aws.report import Quiet
 from composer.cli import cli
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    ROOT,
-    SPACY,
-    TEXTBLOB,
-    MotoServer,
-    Recorder,
-    recorded_clients,
-    start_moto_server,
-    teach_moto_update_endpoint,
-    write_pipeline,
-)
+from tests.aws_pipelines import SPACY, TEXTBLOB, write_pipeline
+from tests.integration.aws_fixtures import ROOT, MotoServer, Recorder, recorded_clients
 
 CREATES = {"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "PutObject"}
 
 
-def _quiet() -> Reporter:
-    return Reporter(Console(file=io.StringIO(), width=200))
-
-
-def _plan(path: Path):  # type: ignore[no-untyped-def]
+def _plan(path: Path) -> Plan:
     return preflight(load_pipeline(path), str(path), "us-east-1")
 
 
-# --- in process (mock_aws) --------------------------------------------------------------------
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from moto import mock_aws
-
-    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    teach_moto_update_endpoint()
-    with mock_aws():
-        yield
+# --- in process (mock_aws, the `aws` fixture) -------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["Direct", "Serial"])
 def test_deploy_sends_containers_and_execution_mode(aws: None, tmp_path: Path, mode: str) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    outcome = deploy(_plan(write_pipeline(tmp_path, mode=mode)), clients, _quiet(), poll_interval=0)
+    outcome = deploy(_plan(write_pipeline(tmp_path, mode=mode)), clients, Quiet())
     assert (outcome.action, outcome.status) == ("created", "InService")
 
     (model,) = recorder.sent("CreateModel")
@@ -94,9 +65,9 @@ def test_unchanged_redeploy_creates_nothing(aws: None, tmp_path: Path) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     plan = _plan(write_pipeline(tmp_path))
-    deploy(plan, clients, _quiet(), poll_interval=0)
+    deploy(plan, clients, Quiet())
     recorder.clear()
-    outcome = deploy(plan, clients, _quiet(), poll_interval=0)
+    outcome = deploy(plan, clients, Quiet())
     assert outcome.action == "unchanged"
     assert outcome.uploaded == [] and len(outcome.skipped_uploads) == 1
     assert not CREATES & set(recorder.ops())
@@ -107,12 +78,12 @@ def test_changed_redeploy_updates_and_cleans_up(aws: None, tmp_path: Path) -> No
     recorder = Recorder()
     clients = recorded_clients(recorder)
     first = _plan(write_pipeline(tmp_path, mode="Serial"))
-    deploy(first, clients, _quiet(), poll_interval=0)
+    deploy(first, clients, Quiet())
     old = first.requests("sagemaker-us-east-1-123456789012")
     recorder.clear()
 
     second = _plan(write_pipeline(tmp_path, mode="Serial", extra_env="v2"))
-    outcome = deploy(second, clients, _quiet(), poll_interval=0)
+    outcome = deploy(second, clients, Quiet())
     new = second.requests("sagemaker-us-east-1-123456789012")
     assert outcome.action == "updated"
     assert recorder.sent("UpdateEndpoint") == [
@@ -132,7 +103,7 @@ def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     plan = _plan(write_pipeline(tmp_path, autoscaling=True))
-    deploy(plan, clients, _quiet(), poll_interval=0)
+    deploy(plan, clients, Quiet())
     (target,) = recorder.sent("RegisterScalableTarget")
     assert target == {
         "ServiceNamespace": "sagemaker",
@@ -149,7 +120,7 @@ def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
         "SageMakerVariantInvocationsPerInstance"
     )
     recorder.clear()
-    deploy(plan, clients, _quiet(), poll_interval=0)
+    deploy(plan, clients, Quiet())
     assert "RegisterScalableTarget" not in recorder.ops()
     assert "PutScalingPolicy" not in recorder.ops()
     assert status(plan.pipeline, clients)["variants"][0]["autoscaling"] == {"min": 1, "max": 4}  # type: ignore[index]
@@ -158,12 +129,12 @@ def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
 def test_delete_removes_everything_and_is_idempotent(aws: None, tmp_path: Path) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    deploy(_plan(write_pipeline(tmp_path, autoscaling=True)), clients, _quiet(), poll_interval=0)
+    deploy(_plan(write_pipeline(tmp_path, autoscaling=True)), clients, Quiet())
     plan = _plan(write_pipeline(tmp_path, autoscaling=True, extra_env="v2"))
-    deploy(plan, clients, _quiet(), poll_interval=0, wait=False)  # leaves the old ones around
+    deploy(plan, clients, Quiet(), wait=None)  # leaves the old ones around
     assert len(clients.sagemaker.list_models()["Models"]) == 2
 
-    outcome = delete(plan.pipeline, clients, _quiet(), poll_interval=0)
+    outcome = delete(plan.pipeline, clients, Quiet())
     assert "endpoint nlp-direct" in outcome.deleted
     assert clients.sagemaker.list_models()["Models"] == []
     assert clients.sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
@@ -172,7 +143,7 @@ def test_delete_removes_everything_and_is_idempotent(aws: None, tmp_path: Path) 
     assert targets["ScalableTargets"] == []
     assert status(plan.pipeline, clients) is None
 
-    again = delete(plan.pipeline, clients, _quiet(), poll_interval=0)
+    again = delete(plan.pipeline, clients, Quiet())
     assert (again.action, again.deleted) == ("absent", [])
 
 
@@ -183,8 +154,8 @@ def test_folder_model_data_is_packed_and_uploaded_once(aws: None, tmp_path: Path
     clients = recorded_clients(recorder)
     path = write_pipeline(tmp_path, model_data="weights", bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    first = deploy(_plan(path), clients, _quiet(), poll_interval=0)
-    second = deploy(_plan(path), clients, _quiet(), poll_interval=0)  # packs again, same bytes
+    first = deploy(_plan(path), clients, Quiet())
+    second = deploy(_plan(path), clients, Quiet())  # packs again, same bytes
     assert len(first.uploaded) == 1
     assert second.skipped_uploads == first.uploaded
     assert "GetCallerIdentity" not in recorder.ops()
@@ -193,17 +164,11 @@ def test_folder_model_data_is_packed_and_uploaded_once(aws: None, tmp_path: Path
 # --- moto's standalone server, unmodified clients through AWS_ENDPOINT_URL_* ---------------------
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    yield from start_moto_server()
-
-
 @pytest.fixture
-def server(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto_server.reset()
-    for key, value in moto_server.env().items():
-        monkeypatch.setenv(key, value)
-    return moto_server
+def server(moto: MotoServer) -> MotoServer:
+    """The shared server, emptied for each test: each deploys the same endpoint."""
+    moto.reset()
+    return moto
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -218,7 +183,7 @@ def test_server_deploy_update_delete(server: MotoServer, tmp_path: Path, mode: s
     recorder = Recorder()
     clients = recorded_clients(recorder)
     path = write_pipeline(tmp_path, mode=mode, autoscaling=True)
-    outcome = deploy(_plan(path), clients, _quiet(), poll_interval=0.01)
+    outcome = deploy(_plan(path), clients, Quiet())
     assert outcome.action == "created"
     (model,) = recorder.sent("CreateModel")
     assert model["InferenceExecutionConfig"] == {"Mode": mode}

@@ -6,34 +6,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
 
-from composer.aws.deploy import DeployError, Reporter, deploy
-from composer.aws.plan import preflight
+from composer.aws.deploy import DeployError, deploy
+from composer.aws.plan import Plan, preflight
+from composer.aws.report import Quiet
 from composer.cli import cli
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import (
-    REGION,
-    ROLE,
-    SPACY,
-    TEXTBLOB,
-    Recorder,
-    recorded_clients,
-    teach_moto_update_endpoint,
-)
+from tests.aws_pipelines import REGION, ROLE, SPACY, TEXTBLOB
+from tests.integration.aws_fixtures import Recorder, recorded_clients
 
 PREFIX = "sagemaker-composer/nlp-mm/spacy/models/"
-
-
-def _quiet() -> Reporter:
-    return Reporter(Console(file=io.StringIO(), width=200))
 
 
 def _archive(path: Path, text: str) -> None:
@@ -69,22 +56,8 @@ def _project(folder: Path, *, model_data: str = "models", bucket: str | None = N
     return path
 
 
-def _plan(path: Path):  # type: ignore[no-untyped-def]
+def _plan(path: Path) -> Plan:
     return preflight(load_pipeline(path), str(path), REGION)
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from moto import mock_aws
-
-    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    teach_moto_update_endpoint()
-    with mock_aws():
-        yield
 
 
 def test_folder_archives_go_under_one_prefix_and_model_is_multi_model(
@@ -92,7 +65,7 @@ def test_folder_archives_go_under_one_prefix_and_model_is_multi_model(
 ) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    outcome = deploy(_plan(_project(tmp_path)), clients, _quiet(), poll_interval=0)
+    outcome = deploy(_plan(_project(tmp_path)), clients, Quiet())
     assert (outcome.action, outcome.status) == ("created", "InService")
 
     bucket = "sagemaker-us-east-1-123456789012"
@@ -123,10 +96,10 @@ def test_an_added_archive_is_uploaded_alone_and_the_model_stays(aws: None, tmp_p
     clients = recorded_clients(recorder)
     path = _project(tmp_path, bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    first = deploy(_plan(path), clients, _quiet(), poll_interval=0)
+    first = deploy(_plan(path), clients, Quiet())
     _archive(tmp_path / "models" / "fr-rules.tar.gz", '{"lang": "fr"}')
     recorder.clear()
-    second = deploy(_plan(path), clients, _quiet(), poll_interval=0)
+    second = deploy(_plan(path), clients, Quiet())
     assert second.uploaded == [f"s3://my-models/{PREFIX}fr-rules.tar.gz"]
     assert sorted(second.skipped_uploads) == sorted(first.uploaded)
     assert second.action == "unchanged"
@@ -140,11 +113,11 @@ def test_a_changed_archive_under_the_same_name_is_refused_before_any_upload(
     clients = recorded_clients(Recorder())
     path = _project(tmp_path, bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    deploy(_plan(path), clients, _quiet(), poll_interval=0)
+    deploy(_plan(path), clients, Quiet())
     _archive(tmp_path / "models" / "en-rules.tar.gz", '{"lang": "en", "v": 2}')
     _archive(tmp_path / "models" / "it-rules.tar.gz", '{"lang": "it"}')
     with pytest.raises(DeployError) as caught:
-        deploy(_plan(path), clients, _quiet(), poll_interval=0)
+        deploy(_plan(path), clients, Quiet())
     message = str(caught.value)
     assert "TargetModel 'en-rules.tar.gz'" in message
     assert "new file name" in message and "Nothing was uploaded" in message
@@ -156,7 +129,7 @@ def test_an_s3_prefix_is_used_as_is_and_nothing_is_uploaded(aws: None, tmp_path:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     path = _project(tmp_path, model_data="s3://team-models/spacy")
-    outcome = deploy(_plan(path), clients, _quiet(), poll_interval=0)
+    outcome = deploy(_plan(path), clients, Quiet())
     assert outcome.uploaded == [] and "PutObject" not in recorder.ops()
     assert "CreateBucket" not in recorder.ops()
     (model,) = recorder.sent("CreateModel")

@@ -20,7 +20,7 @@ from composer.cli import cli
 from composer.errors import UsageError
 from composer.redaction import REDACTED, redact
 from composer.spec import load_pipeline
-from tests.integration.aws_fixtures import ROLE, SPACY, TEXTBLOB, write_pipeline
+from tests.aws_pipelines import ROLE, SPACY, TEXTBLOB, write_pipeline
 
 DIGEST = "sha256:" + "ab" * 32
 # Endpoints that refuse connections: any AWS call would fail the command.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from composer.aws.transform import JobSettings, job_name, transform_job_request
 from composer.batch import TransformOptions, settle
 from composer.batch.params import parse_execution_parameters
 from composer.batch.records import (
@@ -20,10 +20,12 @@ from composer.batch.records import (
     mini_batches,
     split_records,
 )
-from composer.batch.storage import list_inputs, parse_s3
+from composer.batch.storage import list_inputs
 from composer.errors import UsageError
+from composer.render.transform import JobSettings, create_transform_job_request, job_name
 from composer.spec import load_pipeline
 from composer.spec.models import Pipeline
+from composer.storage import parse_s3
 
 
 def _pipeline(tmp_path: Path, mode: str = "Serial", extra: str = "") -> Pipeline:
@@ -228,20 +230,13 @@ def test_inputs_from_a_file_and_a_folder(tmp_path: Path) -> None:
 # --- CreateTransformJob -------------------------------------------------------------------------
 
 
-def test_transform_job_request_mirrors_the_options(tmp_path: Path) -> None:
+def test_transform_job_request_mirrors_the_options(
+    tmp_path: Path, jsonl: Callable[..., TransformOptions]
+) -> None:
     pipeline = _pipeline(tmp_path, extra="transform:\n  instance_type: ml.c5.xlarge\n")
-    options = TransformOptions(
-        content_type="application/jsonlines",
-        accept="application/jsonlines",
-        split_type="Line",
-        strategy="MultiRecord",
-        max_payload_mb=2,
-        max_concurrent=4,
-        assemble_with="Line",
-        compression="Gzip",
-    )
+    options = jsonl(strategy="MultiRecord", max_payload_mb=2, max_concurrent=4, compression="Gzip")
     settings = JobSettings("s3://in-bucket/data/", "s3://out-bucket/results/", job_name="job-1")
-    request = transform_job_request(pipeline, "batchy-0123abcd", options, settings)
+    request = create_transform_job_request(pipeline, "batchy-0123abcd", options, settings)
     assert request == {
         "TransformJobName": "job-1",
         "ModelName": "batchy-0123abcd",
@@ -269,7 +264,7 @@ def test_transform_job_request_mirrors_the_options(tmp_path: Path) -> None:
 
 
 def test_transform_job_request_leaves_unset_values_to_sagemaker(tmp_path: Path) -> None:
-    request = transform_job_request(
+    request = create_transform_job_request(
         _pipeline(tmp_path),
         "m",
         TransformOptions(),
@@ -281,11 +276,11 @@ def test_transform_job_request_leaves_unset_values_to_sagemaker(tmp_path: Path) 
 
 def test_transform_jobs_read_and_write_s3_only(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"--input: got 'data\.jsonl'; a SageMaker transform job"):
-        transform_job_request(
+        create_transform_job_request(
             _pipeline(tmp_path), "m", TransformOptions(), JobSettings("data.jsonl", "s3://bkt/o")
         )
     with pytest.raises(UsageError, match="--job-name: got 'bad_name'"):
-        transform_job_request(
+        create_transform_job_request(
             _pipeline(tmp_path),
             "m",
             TransformOptions(),
