@@ -30,9 +30,8 @@ from ..spec.models import Container, Pipeline
 from .envs import ensure_env, python_of
 from .modeldata import prepare_model_dir
 from .multimodel import LocalModelSource
-from .supervisor import LogSink, ManagedContainer, gather_ready
+from .supervisor import DEFAULT_STARTUP_WINDOW, LogSink, ManagedContainer, gather_ready
 
-DEFAULT_STARTUP_WINDOW = 480  # SageMaker's 8 minutes
 SAFE_PORT_BASE = 21000
 _BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE")
 
@@ -232,7 +231,8 @@ async def running_endpoint(
     """Every container up and pinged, the gateway listening; all stopped on exit.
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
-    /ping), e.g. to fail fast on a container that never becomes healthy.
+    /ping, at the first start and at every restart), e.g. to fail fast on a container that
+    never becomes healthy.
     """
     runner = runner or ProcessRunner()
     loop = asyncio.get_running_loop()
@@ -242,6 +242,9 @@ async def running_endpoint(
     work = state_dir(pipeline)
     width = max(len(p.container.hostname) for p in prepared)
     sink = LogSink(width)
+    window = float(
+        startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
+    )
     # Short (a unix socket path has 108 bytes) and removed when `up` ends, whatever its
     # containers' serve processes could not clean up themselves (killed by SIGKILL).
     scratch = Path(tempfile.mkdtemp(prefix="sm-compose-"))
@@ -259,6 +262,7 @@ async def running_endpoint(
             url=f"http://127.0.0.1:{p.port}",
             log_path=work / "logs" / f"{p.container.hostname}.log",
             sink=sink,
+            startup_window=window,
             cwd=p.cwd,
             stop_argv=p.stop_argv,
         )
@@ -267,9 +271,6 @@ async def running_endpoint(
     for m in managed:
         with contextlib.suppress(FileNotFoundError):
             m.log_path.unlink()
-    window = float(
-        startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
-    )
     supervisors: list[asyncio.Task[None]] = []
     gateway = None
     connector = aiohttp.TCPConnector(limit=0)
@@ -278,7 +279,7 @@ async def running_endpoint(
             for m in managed:
                 await m.start()
                 out(f"{m.hostname:<{width}}  {m.url}  (log {m.log_path})")
-            await gather_ready(managed, session, window)
+            await gather_ready(managed, session)
             endpoint = LocalEndpoint(pipeline, managed, "")
             gateway = await start_gateway(
                 gateway_config(pipeline, managed, prepared), host, port, health=endpoint

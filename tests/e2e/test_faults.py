@@ -1,7 +1,8 @@
 """Faults under `sm-compose up`, each answered as SageMaker would and none leaving a request hung.
 
 kill -9 of a container under load, nginx or gunicorn dying inside one, a container that hangs, a
-container that never becomes healthy, and SIGTERM to `up` under load. Measured figures (recovery
+container that never becomes healthy (at its first start, or after a crash), and SIGTERM to `up`
+under load. Measured figures (recovery
 time, failures) are printed and merged into $COMPOSER_LOAD_REPORT when it is set.
 """
 
@@ -246,6 +247,40 @@ containers:
     assert not [line for line in message if "GET /ping" in line], message
     output = "\n".join(up.lines)
     assert "internal error" not in output and "Traceback" not in output
+    time.sleep(0.5)
+    assert not processes_under(tmp_path / ".composer")
+
+
+def test_a_restart_that_never_becomes_healthy_fails_within_the_startup_window(
+    tmp_path: Path,
+) -> None:
+    """A crashed container's restart has the same window as its first start (not 480 s)."""
+    text = f"""
+name: relapse
+containers:
+  - hostname: relapse
+    build: {FAULTY}
+    environment:
+      FAULTY_HANG_AFTER_FIRST_LOAD: "{tmp_path / "loaded-once"}"
+"""
+    up = start_up(write_pipeline(tmp_path, text), "--startup-timeout", "5")
+    try:
+        up.wait_for("ready at", READY_TIMEOUT)
+        os.kill(serve_pid(up, "relapse"), signal.SIGKILL)
+        up.wait_for("sm-compose: relapse exited with status -9; restarting in 1s", 10)
+        restarted = time.monotonic()
+        failed = up.wait_for("did not pass the ping health check", 60)
+        assert failed.startswith(
+            "sm-compose: container relapse did not pass the ping health check in 5s"
+        ), failed
+        assert time.monotonic() - restarted < 30
+        # judged failed, it is stopped and started again (after the next backoff)
+        up.wait_for("sm-compose: relapse exited with status", 60)
+        up.wait_for("restarting in 2s", 60)
+        assert up.stop() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.stop()
     time.sleep(0.5)
     assert not processes_under(tmp_path / ".composer")
 
