@@ -28,7 +28,7 @@ from composer.aws.deploy import Reporter, deploy
 from composer.aws.plan import preflight
 from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
-from composer.runners.local import running_endpoint
+from composer.runners.endpoint import running_endpoint
 from composer.spec import load_pipeline
 from tests.integration.aws_fixtures import (
     ROLE,

@@ -1,156 +1,34 @@
-"""`sm-compose up`: the whole endpoint on one machine, behind the SageMaker-compatible gateway.
+"""The endpoint lifecycle: a pipeline's containers started, pinged, supervised and stopped,
+behind the SageMaker-compatible gateway.
 
-Each container runs its generated `serve` from its build context (the files the image gets), in
-its own cached Python environment, on its own loopback port, with its model data extracted as
-SageMaker would. The gateway in front of them speaks SageMaker Runtime's protocol.
+`running_endpoint` is the whole endpoint on this machine as a context manager (what `up` and a
+local `transform` run); `serve_until_stopped` keeps one in the foreground until SIGINT/SIGTERM.
+The runner (runners/contract.py) says how each container runs; runners/supervisor.py keeps each
+one alive; `gateway_config` says what the gateway serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import aiohttp
 
-from ..errors import ComposerError, UsageError
+from ..errors import ComposerError
 from ..gateway import GatewayConfig, Upstream, start_gateway
 from ..gateway.config import AsyncSettings
-from ..render.context import write_build_context
-from ..spec.models import Container, Pipeline
-from .envs import ensure_env, python_of
-from .modeldata import prepare_model_dir
+from ..spec.models import Pipeline
+from .contract import Prepared, Runner, state_dir
 from .multimodel import LocalModelSource
+from .process import ProcessRunner
 from .supervisor import DEFAULT_STARTUP_WINDOW, LogSink, ManagedContainer, gather_ready
-
-SAFE_PORT_BASE = 21000
-_BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def state_dir(pipeline: Pipeline) -> Path:
-    """Per-pipeline working files (build contexts, logs, model folders) beside the spec."""
-    return pipeline.base_dir / ".composer" / pipeline.name
-
-
-def container_env(container: Container, index: int, port: int) -> dict[str, str]:
-    """What the platform gives a container, plus the spec's Environment."""
-    low = SAFE_PORT_BASE + 1000 * index
-    env = {
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 999}",
-    }
-    env.update(container.model_env)  # the spec's Environment, plus SAGEMAKER_MULTI_MODEL
-    return env
-
-
-def model_dir_for(
-    pipeline: Pipeline, container: Container, progress: Callable[[str], None]
-) -> Path:
-    """The container's /opt/ml/model: its model data extracted (or downloaded) as SageMaker does.
-
-    A multi-model container gets an empty folder instead: its models are extracted into it one
-    by one, on first use (runners/multimodel.py).
-    """
-    data = container.model_data
-    if container.multi_model:
-        folder = state_dir(pipeline) / "models" / container.hostname / "multi-model"
-        shutil.rmtree(folder, ignore_errors=True)  # what a previous run loaded is gone
-        folder.mkdir(parents=True)
-        return folder
-    source = pipeline.resolve(data) if data is not None and not data.startswith("s3://") else None
-    if data is not None:
-        progress(f"{container.hostname}: preparing model data")
-    work = state_dir(pipeline) / "models" / container.hostname
-    return prepare_model_dir(data, source, work)
-
-
-@dataclass
-class Prepared:
-    """A container ready to start: how to run it and where."""
-
-    container: Container
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path | None
-    port: int
-    stop_argv: list[str] | None = None
-    #: Multi-model: (folder on this machine, the same folder as the container sees it).
-    models: tuple[Path, str] | None = None
-    #: Runs on this machine (not in an engine): its `serve` keeps its run files (nginx.conf,
-    #: pid, gunicorn socket) in a folder `up` owns, so a kill -9 leaves nothing behind.
-    on_host: bool = False
-
-
-class Runner(Protocol):
-    """Turns each container of a pipeline into a command line (processes or an OCI engine)."""
-
-    def prepare(
-        self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
-    ) -> list[Prepared]: ...
-
-
-@dataclass
-class ProcessRunner:
-    """Runs `serve` from each build context in a cached environment: no engine needed."""
-
-    listen_host: str = "127.0.0.1"
-
-    def prepare(
-        self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
-    ) -> list[Prepared]:
-        images = [c.hostname for c in pipeline.containers if c.image is not None]
-        if images:
-            raise UsageError(
-                f"container {', '.join(images)} uses image:; the process runner runs build: "
-                "containers only. Run it with an OCI engine: sm-compose up PIPELINE --engine "
-                "podman (or docker)"
-            )
-        if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-            raise ComposerError(
-                "nginx is not installed; every container serves through nginx as in its image "
-                "(run scripts/setup.sh, or apt-get install nginx-light)"
-            )
-        work = state_dir(pipeline)
-        out: list[Prepared] = []
-        for index, c in enumerate(pipeline.containers):
-            ctx = write_build_context(pipeline, c, work / "build" / c.hostname)
-            env_dir = ensure_env(
-                ctx.path / "requirements.txt", label=c.hostname, on_progress=progress
-            )
-            model_dir = model_dir_for(pipeline, c, progress)
-            port = free_port(self.listen_host)
-            env = _base_env()
-            env.update(container_env(c, index, port))
-            env["COMPOSER_LISTEN_HOST"] = self.listen_host
-            env["SM_MODEL_DIR"] = str(model_dir)
-            argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]
-            models = (model_dir, str(model_dir)) if c.multi_model else None
-            out.append(Prepared(c, argv, env, ctx.path, port, models=models, on_host=True))
-        return out
-
-
-def _base_env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
-    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    if "/usr/sbin" not in path.split(":"):
-        path += ":/usr/sbin:/sbin"
-    env["PATH"] = path
-    return env
 
 
 @dataclass
@@ -299,36 +177,25 @@ async def running_endpoint(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def serve_pipeline(
-    pipeline: Pipeline,
+async def serve_until_stopped(
+    endpoint: contextlib.AbstractAsyncContextManager[LocalEndpoint],
     *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    runner: Runner | None = None,
     out: Callable[[str], None] = print,
-    progress: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
-    startup_timeout: float | None = None,
 ) -> int:
-    """Run until `stop` is set (or SIGINT/SIGTERM); return the exit status."""
+    """Run `endpoint` (a `running_endpoint(...)`) until `stop` is set or SIGINT/SIGTERM comes;
+    return the exit status. A signal while it starts stops the start and cleans up."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     ready = asyncio.Event()
 
     async def serve() -> None:
-        async with running_endpoint(
-            pipeline,
-            host=host,
-            port=port,
-            runner=runner,
-            out=out,
-            progress=progress,
-            startup_timeout=startup_timeout,
-        ) as endpoint:
+        async with endpoint as running:
             ready.set()
+            pipeline = running.pipeline
             out(
-                f"{pipeline.name} ready at {endpoint.gateway_url} "
-                f"(endpoint {pipeline.name}, {pipeline.mode}, {len(endpoint.containers)} "
+                f"{pipeline.name} ready at {running.gateway_url} "
+                f"(endpoint {pipeline.name}, {pipeline.mode}, {len(running.containers)} "
                 "containers)"
             )
             await stop.wait()
@@ -369,47 +236,3 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
-
-
-def run_up(
-    pipeline: Pipeline,
-    *,
-    host: str,
-    port: int,
-    runner: Runner | None = None,
-    startup_timeout: float | None = None,
-) -> int:
-    """Blocking entry point for the CLI."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    status = console.status("preparing containers") if console.is_terminal else None
-
-    def progress(message: str) -> None:
-        if status is not None:
-            status.update(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-    def out(message: str) -> None:
-        if status is not None:
-            status.stop()
-        print(message, flush=True)
-
-    try:
-        if status is not None:
-            status.start()
-        return asyncio.run(
-            serve_pipeline(
-                pipeline,
-                host=host,
-                port=port,
-                runner=runner,
-                out=out,
-                progress=progress,
-                startup_timeout=startup_timeout,
-            )
-        )
-    finally:
-        if status is not None:
-            status.stop()
