@@ -8,6 +8,7 @@ time, failures) are printed and merged into $COMPOSER_LOAD_REPORT when it is set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import READY_TIMEOUT, Up, processes_under, start_up, write_pipeline
-from .loadgen import Load, Outcome, error_name, report, tree
+from .conftest import READY_TIMEOUT, Up, processes_under, running_up, start_up, write_pipeline
+from .loadgen import Load, Outcome, error_name, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,12 +54,8 @@ containers:
   - hostname: gunicorn-dies
     build: {FAULTY}
 """
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(write_pipeline(folder, text)) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def invoke(client: Any, up: Up, target: str | None, body: Any) -> dict[str, Any]:
@@ -85,15 +83,10 @@ _MASTERS = {"nginx": "nginx: master", "gunicorn": " -m gunicorn "}
 def master_of(serve: int, program: str) -> int:
     """nginx's or gunicorn's master: the child of `serve` running `program`."""
     needle = _MASTERS[program]
-    for pid in tree(serve)[1:]:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        ppid = int(status.split("PPid:", 1)[1].split()[0])
-        if ppid == serve and needle in cmd:
-            return pid
+    for child in psutil.Process(serve).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if needle in " ".join(child.cmdline()):
+                return child.pid
     raise AssertionError(f"no {program} under serve {serve}")
 
 
@@ -263,9 +256,7 @@ containers:
     environment:
       FAULTY_HANG_AFTER_FIRST_LOAD: "{tmp_path / "loaded-once"}"
 """
-    up = start_up(write_pipeline(tmp_path, text), "--startup-timeout", "5")
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(write_pipeline(tmp_path, text), "--startup-timeout", "5") as up:
         os.kill(serve_pid(up, "relapse"), signal.SIGKILL)
         up.wait_for("sm-compose: relapse exited with status -9; restarting in 1s", 10)
         restarted = time.monotonic()
@@ -278,9 +269,6 @@ containers:
         up.wait_for("sm-compose: relapse exited with status", 60)
         up.wait_for("restarting in 2s", 60)
         assert up.stop() == 0
-    finally:
-        if up.proc.poll() is None:
-            up.stop()
     time.sleep(0.5)
     assert not processes_under(tmp_path / ".composer")
 
@@ -300,34 +288,36 @@ containers:
     build: {FAULTY}
     invocation_timeout: 3
 """
-    up = start_up(write_pipeline(tmp_path, text))
-    up.wait_for("ready at", READY_TIMEOUT)
-    targets = {0: "echo", 1: "other"}
+    with running_up(write_pipeline(tmp_path, text)) as up:
+        targets = {0: "echo", 1: "other"}
 
-    def call(client: Any, i: int) -> None:
-        assert invoke(client, up, targets[i % 2], {"sleep": 0.1, "i": i}) == {"sleep": 0.1, "i": i}
+        def call(client: Any, i: int) -> None:
+            assert invoke(client, up, targets[i % 2], {"sleep": 0.1, "i": i}) == {
+                "sleep": 0.1,
+                "i": i,
+            }
 
-    overlong: list[BaseException | None] = []
+        overlong: list[BaseException | None] = []
 
-    def past_its_timeout() -> None:
+        def past_its_timeout() -> None:
+            try:
+                invoke(up.client(), up, "slow", {"sleep": 6})
+                overlong.append(None)
+            except (ClientError, OSError) as exc:
+                overlong.append(exc)
+
+        load = Load(up.client, call, 32).start()
+        slow = threading.Thread(target=past_its_timeout)
+        slow.start()
+        time.sleep(1.5)
+        termed = time.monotonic()
+        up.proc.send_signal(signal.SIGTERM)
         try:
-            invoke(up.client(), up, "slow", {"sleep": 6})
-            overlong.append(None)
-        except (ClientError, OSError) as exc:
-            overlong.append(exc)
-
-    load = Load(up.client, call, 32).start()
-    slow = threading.Thread(target=past_its_timeout)
-    slow.start()
-    time.sleep(1.5)
-    termed = time.monotonic()
-    up.proc.send_signal(signal.SIGTERM)
-    try:
-        code = up.proc.wait(timeout=150)
-    finally:
-        result = load.stop()
-        slow.join(30)
-    stopped = time.monotonic()
+            code = up.proc.wait(timeout=150)
+        finally:
+            result = load.stop()
+            slow.join(30)
+        stopped = time.monotonic()
 
     in_flight = [o for o in result.outcomes if o.started < termed < o.ended]
     later = [o for o in result.outcomes if o.started >= termed]
@@ -358,20 +348,13 @@ containers:
 
 
 def _run_dir(pid: int) -> Path:
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"COMPOSER_RUN_DIR=")]
-    return Path(value.decode())
+    return Path(psutil.Process(pid).environ()["COMPOSER_RUN_DIR"])
 
 
 def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> None:
     """serve cannot clean up after a SIGKILL; `up` owns the folder and removes it."""
-    up = start_up(
-        write_pipeline(
-            tmp_path, f"name: litter\ncontainers:\n  - hostname: one\n    build: {FAULTY}\n"
-        )
-    )
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    text = f"name: litter\ncontainers:\n  - hostname: one\n    build: {FAULTY}\n"
+    with running_up(write_pipeline(tmp_path, text)) as up:
         pid = serve_pid(up, "one")
         folder = _run_dir(pid)
         left = list(folder.glob("serve-*"))
@@ -380,7 +363,4 @@ def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> 
         up.wait_for("one is up again", 30)
         assert left[0].exists(), "the killed serve's folder is what this test is about"
         assert up.stop() == 0
-    finally:
-        if up.proc.poll() is None:
-            up.stop()
     assert not folder.parent.exists()

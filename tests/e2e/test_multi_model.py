@@ -19,7 +19,7 @@ import pytest
 
 from composer.client import EndpointClient, InvocationError
 
-from .conftest import REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, start_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -63,12 +63,8 @@ containers:
       COMPOSER_MME_MAX_MODELS: "2"
 """,
     )
-    up = start_up(pipeline)
-    try:
-        up.wait_for("ready at", 900)
+    with running_up(pipeline) as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +85,8 @@ containers:
     build: {FIXTURE / "echo"}
 """,
     )
-    up = start_up(pipeline)
-    try:
-        up.wait_for("ready at", 900)
+    with running_up(pipeline) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def _invoke(up: Up, model: str | None, doc: Any = None, endpoint: str | None = None) -> Any:

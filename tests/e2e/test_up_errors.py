@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import READY_TIMEOUT, Up, processes_under, start_up, write_pipeline
+from .conftest import READY_TIMEOUT, Up, processes_under, running_up, start_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,12 +33,8 @@ containers:
   - hostname: echo
     build: {FAULTY}
 """
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(write_pipeline(folder, text)) as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +49,8 @@ containers:
   - hostname: second
     build: {FAULTY}
 """
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(write_pipeline(folder, text)) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def call(up: Up, body: Any, **kwargs: Any) -> dict[str, Any]:
@@ -188,9 +180,8 @@ containers:
   - hostname: quick
     build: {FAULTY}
 """
-    up = start_up(write_pipeline(tmp_path, text))
-    up.wait_for("ready at", READY_TIMEOUT)
-    assert processes_under(tmp_path / ".composer"), "serve, nginx and gunicorn are running"
-    assert up.stop(signal.SIGTERM) == 0
+    with running_up(write_pipeline(tmp_path, text)) as up:
+        assert processes_under(tmp_path / ".composer"), "serve, nginx and gunicorn are running"
+        assert up.stop(signal.SIGTERM) == 0
     time.sleep(0.5)
     assert not processes_under(tmp_path / ".composer")

@@ -21,7 +21,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
 from rich.console import Console
 
 from composer.aws.deploy import Reporter, deploy
@@ -30,6 +29,7 @@ from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.runners.endpoint import running_endpoint
 from composer.spec import load_pipeline
+from tests.conftest import runtime_client_for
 from tests.integration.aws_fixtures import (
     ROLE,
     MotoServer,
@@ -119,11 +119,7 @@ def endpoint(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _runtime(url: str) -> Any:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return runtime_client_for(url)
 
 
 def _put(body: bytes) -> str:

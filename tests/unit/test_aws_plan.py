@@ -21,7 +21,7 @@ from composer.errors import UsageError
 from composer.redaction import REDACTED, redact
 from composer.spec import load_pipeline
 from composer.spec.models import Pipeline
-from tests.integration.aws_fixtures import ROLE, SPACY, TEXTBLOB, write_pipeline
+from tests.deploy_specs import ROLE, SPACY, TEXTBLOB, write_pipeline
 
 DIGEST = "sha256:" + "ab" * 32
 # Endpoints that refuse connections: any AWS call would fail the command.
