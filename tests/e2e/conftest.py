@@ -7,6 +7,7 @@ of the block. `start_up` starts it alone, for a test about how `up` starts or fa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -28,6 +29,8 @@ from tests.conftest import runtime_client_for
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 900  # the first run builds the containers' environments
+#: The test container that misbehaves on request (its inference.py says how).
+FAULTY = Path(__file__).parent / "containers" / "faulty"
 
 
 @dataclass
@@ -80,10 +83,24 @@ class Up:
             raise
 
 
-def write_pipeline(folder: Path, text: str) -> Path:
+def write_pipeline(folder: Path, spec: str | dict[str, Any]) -> Path:
+    """FOLDER/pipeline.yaml: the YAML text given, or a spec as a dict (written as JSON, which is
+    YAML)."""
     path = folder / "pipeline.yaml"
-    path.write_text(text)
+    path.write_text(spec if isinstance(spec, str) else json.dumps(spec, indent=2) + "\n")
     return path
+
+
+def faulty_pipeline(
+    folder: Path, name: str, containers: dict[str, dict[str, Any]], mode: str | None = None
+) -> Path:
+    """A pipeline of FAULTY containers: hostname -> the spec fields it has besides `build`."""
+    spec: dict[str, Any] = {"name": name, **({"mode": mode} if mode else {})}
+    spec["containers"] = [
+        {"hostname": hostname, "build": str(FAULTY), **fields}
+        for hostname, fields in containers.items()
+    ]
+    return write_pipeline(folder, spec)
 
 
 def start_up(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> Up:

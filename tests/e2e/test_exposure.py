@@ -18,12 +18,10 @@ from botocore.exceptions import ClientError
 
 from tests.integration.test_secrets import PLANTED, PLANTED_ENV, PLANTED_SPEC
 
-from .conftest import Up, running_up, write_pipeline
+from .conftest import Up, faulty_pipeline, running_up
 from .loadgen import tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-FAULTY = Path(__file__).parent / "containers" / "faulty"
 
 
 def descendants(roots: Iterable[int]) -> set[int]:
@@ -63,18 +61,8 @@ def assert_only_loopback(found: set[tuple[str, int]], *, besides: set[tuple[str,
 
 
 def pipeline(folder: Path) -> Path:
-    env = "".join(f"      {k}: {v}\n" for k, v in PLANTED_SPEC.items())
-    text = f"""
-name: exposure
-mode: Serial
-containers:
-  - hostname: first
-    build: {FAULTY}
-    environment:
-{env}  - hostname: second
-    build: {FAULTY}
-"""
-    return write_pipeline(folder, text)
+    containers = {"first": {"environment": PLANTED_SPEC}, "second": {}}
+    return faulty_pipeline(folder, "exposure", containers, mode="Serial")
 
 
 def test_up_listens_on_loopback_only_and_prints_no_secret(tmp_path: Path) -> None:

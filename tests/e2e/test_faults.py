@@ -22,12 +22,11 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import READY_TIMEOUT, Up, processes_under, running_up, start_up, write_pipeline
+from .conftest import READY_TIMEOUT, Up, faulty_pipeline, processes_under, running_up, start_up
 from .loadgen import Load, Outcome, error_name, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAULTY = Path(__file__).parent / "containers" / "faulty"
 RECOVERY_BOUND = 10.0  # issue 8: traffic recovers within 10 s of a kill -9
 VICTIM_TIMEOUT = 5.0
 HANG_TIMEOUT = 2.0
@@ -36,25 +35,15 @@ HANG_TIMEOUT = 2.0
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """One container per fault, so each is restarted once (with the first, 1 s backoff)."""
+    containers = {
+        "victim": {"invocation_timeout": VICTIM_TIMEOUT},
+        "steady": {},
+        "hangs": {"invocation_timeout": HANG_TIMEOUT},
+        "nginx-dies": {},
+        "gunicorn-dies": {},
+    }
     folder = tmp_path_factory.mktemp("faults")
-    text = f"""
-name: faults
-mode: Direct
-containers:
-  - hostname: victim
-    build: {FAULTY}
-    invocation_timeout: {VICTIM_TIMEOUT}
-  - hostname: steady
-    build: {FAULTY}
-  - hostname: hangs
-    build: {FAULTY}
-    invocation_timeout: {HANG_TIMEOUT}
-  - hostname: nginx-dies
-    build: {FAULTY}
-  - hostname: gunicorn-dies
-    build: {FAULTY}
-"""
-    with running_up(write_pipeline(folder, text)) as up:
+    with running_up(faulty_pipeline(folder, "faults", containers, mode="Direct")) as up:
         yield up
 
 
@@ -214,18 +203,9 @@ def test_a_hung_container_times_out_and_the_others_keep_serving(faults: Up) -> N
 
 def test_a_container_that_never_becomes_healthy_fails_up_naming_it(tmp_path: Path) -> None:
     """/ping never answers 200 (its model loads forever): `up` names it, with its last lines."""
-    text = f"""
-name: stuck
-mode: Direct
-containers:
-  - hostname: stuck
-    build: {FAULTY}
-    environment:
-      FAULTY_HANG_ON_LOAD: "1"
-  - hostname: fine
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(tmp_path, text), "--startup-timeout", "5")
+    containers = {"stuck": {"environment": {"FAULTY_HANG_ON_LOAD": "1"}}, "fine": {}}
+    pipeline = faulty_pipeline(tmp_path, "stuck", containers, mode="Direct")
+    up = start_up(pipeline, "--startup-timeout", "5")
     code = up.proc.wait(timeout=READY_TIMEOUT)
     assert code != 0
     errors = [i for i, line in enumerate(up.lines) if line.startswith("error:")]
@@ -248,15 +228,9 @@ def test_a_restart_that_never_becomes_healthy_fails_within_the_startup_window(
     tmp_path: Path,
 ) -> None:
     """A crashed container's restart has the same window as its first start (not 480 s)."""
-    text = f"""
-name: relapse
-containers:
-  - hostname: relapse
-    build: {FAULTY}
-    environment:
-      FAULTY_HANG_AFTER_FIRST_LOAD: "{tmp_path / "loaded-once"}"
-"""
-    with running_up(write_pipeline(tmp_path, text), "--startup-timeout", "5") as up:
+    env = {"FAULTY_HANG_AFTER_FIRST_LOAD": str(tmp_path / "loaded-once")}
+    pipeline = faulty_pipeline(tmp_path, "relapse", {"relapse": {"environment": env}})
+    with running_up(pipeline, "--startup-timeout", "5") as up:
         os.kill(serve_pid(up, "relapse"), signal.SIGKILL)
         up.wait_for("sm-compose: relapse exited with status -9; restarting in 1s", 10)
         restarted = time.monotonic()
@@ -276,19 +250,8 @@ containers:
 def test_sigterm_under_load_finishes_in_flight_requests_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:
-    text = f"""
-name: draining
-mode: Direct
-containers:
-  - hostname: echo
-    build: {FAULTY}
-  - hostname: other
-    build: {FAULTY}
-  - hostname: slow
-    build: {FAULTY}
-    invocation_timeout: 3
-"""
-    with running_up(write_pipeline(tmp_path, text)) as up:
+    containers = {"echo": {}, "other": {}, "slow": {"invocation_timeout": 3}}
+    with running_up(faulty_pipeline(tmp_path, "draining", containers, mode="Direct")) as up:
         targets = {0: "echo", 1: "other"}
 
         def call(client: Any, i: int) -> None:
@@ -353,8 +316,7 @@ def _run_dir(pid: int) -> Path:
 
 def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> None:
     """serve cannot clean up after a SIGKILL; `up` owns the folder and removes it."""
-    text = f"name: litter\ncontainers:\n  - hostname: one\n    build: {FAULTY}\n"
-    with running_up(write_pipeline(tmp_path, text)) as up:
+    with running_up(faulty_pipeline(tmp_path, "litter", {"one": {}})) as up:
         pid = serve_pid(up, "one")
         folder = _run_dir(pid)
         left = list(folder.glob("serve-*"))
