@@ -6,7 +6,6 @@ so `--dry-run` and a real deploy start from the same plan and render the same re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,15 @@ from ..render.sagemaker import (
     render_requests,
 )
 from ..runners.modeldata import file_sha256
-from ..spec.models import ARCHIVE_SUFFIXES, MAX_ENV_TOTAL_BYTES, ROLE_ARN_RULE, Pipeline
+from ..sagemaker_facts import DEFAULT_REGION, check_target_model
+from ..spec.models import Pipeline
+from ..spec.rules import ARCHIVE_SUFFIXES, MAX_IMAGE_URI
 from . import autoscaling
 from .lockfile import lock_path, read_lock
 from .packing import pack_folder
 
-MAX_IMAGE_URI = 255
 #: Metadata key holding the archive's sha256 on uploaded objects (x-amz-meta-sha256).
 DIGEST_METADATA = "sha256"
-#: InvokeEndpoint's TargetModel: printable ASCII, not starting with a blank, at most 1024.
-MAX_TARGET_MODEL = 1024
-_TARGET_MODEL = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -86,15 +83,14 @@ class Plan:
 
 
 def _role(pipeline: Pipeline) -> str:
+    # The spec checks a role's form; it leaves the role optional, as only deploy needs one.
     role = pipeline.aws.role_arn
-    example = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
     if not role:
         raise UsageError(
             "aws.role_arn: missing; deploy needs the IAM role SageMaker assumes to pull images "
-            f"and model data (ExecutionRoleArn), e.g. {example}"
+            "and model data (ExecutionRoleArn), e.g. "
+            "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
         )
-    if not ROLE_ARN_RULE.fullmatch(role):
-        raise UsageError(f"aws.role_arn: got {role!r}; expected a role ARN such as {example}")
     return role
 
 
@@ -108,7 +104,7 @@ def _images(pipeline: Pipeline, pipeline_file: str) -> dict[str, str]:
         if uri is None:
             missing.append(c.hostname)
             continue
-        if len(uri) > MAX_IMAGE_URI:
+        if len(uri) > MAX_IMAGE_URI:  # the spec checks image:, not what the lock file holds
             raise UsageError(
                 f"containers.{c.hostname}: image URI of {len(uri)} characters; SageMaker "
                 f"allows at most {MAX_IMAGE_URI}"
@@ -123,17 +119,8 @@ def _images(pipeline: Pipeline, pipeline_file: str) -> dict[str, str]:
     return images
 
 
-def _check_environment(pipeline: Pipeline) -> None:
-    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.model_env.items())
-    if total > MAX_ENV_TOTAL_BYTES:
-        raise UsageError(
-            f"containers: got {total} bytes of environment keys and values in all; SageMaker "
-            f"allows at most {MAX_ENV_TOTAL_BYTES} per model"
-        )
-
-
 def _cache_dir(pipeline: Pipeline) -> Path:
-    return pipeline.base_dir / ".composer" / pipeline.name / "modeldata"
+    return pipeline.state_dir / "modeldata"
 
 
 def _local_model_data(pipeline: Pipeline) -> list[LocalModelData]:
@@ -149,7 +136,7 @@ def _local_model_data(pipeline: Pipeline) -> list[LocalModelData]:
             archive = pack_folder(source, _cache_dir(pipeline) / f"{c.hostname}.tar.gz")
         elif source.is_file():
             archive = source
-        else:
+        else:  # the spec saw it when it was loaded; it has gone since
             raise UsageError(
                 f"containers.{c.hostname}.model_data: got {c.model_data!r}, which does not "
                 f"exist (looked at {source})"
@@ -165,7 +152,7 @@ def _local_models(
 ) -> list[LocalModelData]:
     """Each archive under a multi-model container's folder, keyed by its path under it."""
     where = f"containers.{hostname}.model_data"
-    if not folder.is_dir():
+    if not folder.is_dir():  # the spec saw a folder when it was loaded; it has gone since
         raise UsageError(
             f"{where}: got {given!r}, which is not a folder (looked at {folder}); a multi-model "
             "container's model_data is a folder of .tar.gz archives or an s3:// prefix"
@@ -177,11 +164,11 @@ def _local_models(
     )
     for archive in archives:
         target = archive.relative_to(folder).as_posix()
-        if len(target) > MAX_TARGET_MODEL or not _TARGET_MODEL.fullmatch(target):
+        why = check_target_model(target)
+        if why is not None:
             raise UsageError(
-                f"{where}: {archive}: its path under {given!r}, {target!r}, is its TargetModel, "
-                f"which SageMaker allows as printable ASCII of at most {MAX_TARGET_MODEL} "
-                "characters, not starting with a blank; rename it"
+                f"{where}: {archive}: its path under {given!r}, {target!r}, is its TargetModel: "
+                f"{why}; rename it"
             )
         digest = file_sha256(archive)
         found.append(LocalModelData(hostname, archive, archive, digest, prefix + target, target))
@@ -201,7 +188,6 @@ def preflight(pipeline: Pipeline, pipeline_file: str, region: str | None) -> Pla
     """The plan, or a UsageError for anything SageMaker would refuse; makes no AWS call."""
     role = _role(pipeline)
     images = _images(pipeline, pipeline_file)
-    _check_environment(pipeline)
     if region is None:
         raise UsageError(
             "no AWS region: set aws.region in the pipeline, or AWS_REGION / AWS_DEFAULT_REGION, "
@@ -308,6 +294,6 @@ def dry_run_document(plan: Plan) -> dict[str, Any]:
 
 def create_bucket_params(bucket: str, region: str) -> dict[str, Any]:
     params: dict[str, Any] = {"Bucket": bucket}
-    if region != "us-east-1":
+    if region != DEFAULT_REGION:
         params["CreateBucketConfiguration"] = {"LocationConstraint": region}
     return params

@@ -14,13 +14,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..batch.local import check_batch_supported
 from ..batch.params import TransformOptions
 from ..batch.storage import is_s3, parse_s3
 from ..errors import UsageError
 from ..redaction import redact
 from ..render.sagemaker import PLACEHOLDER_ACCOUNT, default_bucket
-from ..spec.models import NAME_RULE, Pipeline
+from ..sagemaker_facts import NAME_HELP, NAME_RULE
+from ..spec.models import Pipeline
 from .clients import Clients
 from .deploy import (
     DeployError,
@@ -69,13 +69,13 @@ def transform_job_request(
     pipeline: Pipeline, model_name: str, options: TransformOptions, settings: JobSettings
 ) -> dict[str, Any]:
     """Keyword arguments of CreateTransformJob; unset values are left to SageMaker."""
-    check_batch_supported(pipeline)
+    pipeline.check_batch_transform()
     _check_s3("--input", settings.input_uri)
     _check_s3("--output", settings.output_uri)
     spec = pipeline.transform
     name = settings.job_name or job_name(pipeline)
     if not NAME_RULE.fullmatch(name):
-        raise UsageError(f"--job-name: got {name!r}; letters, digits and inner hyphens, at most 63")
+        raise UsageError(f"--job-name: got {name!r}; {NAME_HELP}")
     instance_type = (
         settings.instance_type
         or (spec.instance_type if spec is not None else None)
@@ -219,7 +219,7 @@ def run_transform_job(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Create the job (and the model if needed); return its last description."""
-    check_batch_supported(plan.pipeline)
+    plan.pipeline.check_batch_transform()
     model = ensure_model(plan, clients, reporter)
     request = transform_job_request(plan.pipeline, model, options, settings)
     name = request["TransformJobName"]

@@ -4,7 +4,6 @@ from .local import (
     ObjectResult,
     TransformFailed,
     TransformResult,
-    check_batch_supported,
     transform_local,
 )
 from .params import Settled, TransformOptions, settle
@@ -15,7 +14,6 @@ __all__ = [
     "TransformFailed",
     "TransformOptions",
     "TransformResult",
-    "check_batch_supported",
     "settle",
     "transform_local",
 ]

@@ -40,17 +40,6 @@ class TransformFailed(ComposerError):
     """Some objects failed; the result lists each object and record."""
 
 
-def check_batch_supported(pipeline: Pipeline) -> None:
-    """SageMaker's feature matrix: a Direct multi-container model has no batch transform."""
-    if pipeline.mode == "Direct" and pipeline.is_multi_container:
-        raise UsageError(
-            f"{pipeline.name}: batch transform needs a Serial or single-container pipeline; got "
-            f"mode Direct with {len(pipeline.containers)} containers. SageMaker serves "
-            "multi-container models with direct invocation in real time only (no batch "
-            "transform, no asynchronous inference)"
-        )
-
-
 @dataclass
 class ObjectResult:
     """One input object: how many records it had and what became of them."""
@@ -271,7 +260,7 @@ async def transform_local(
 ) -> TransformResult:
     """Run the whole job; the result says what happened to every object (nothing is raised
     for failed records: the caller decides the exit status)."""
-    check_batch_supported(pipeline)
+    pipeline.check_batch_transform()
     progress = progress or Counter()
     loop = asyncio.get_running_loop()
     objects = await loop.run_in_executor(None, list_inputs, input_location)

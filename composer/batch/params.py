@@ -12,18 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import UsageError
-from ..spec.models import Pipeline
+from ..spec.models import BatchStrategy, Pipeline
+from ..spec.rules import (
+    DEFAULT_INVOCATIONS_RETRIES,
+    DEFAULT_INVOCATIONS_TIMEOUT,
+    MAX_INVOCATIONS_RETRIES,
+    MAX_INVOCATIONS_TIMEOUT,
+    MAX_PAYLOAD_MB,
+    MAX_TRANSFORM_PRODUCT,
+)
 
 SplitType = Literal["None", "Line"]
-Strategy = Literal["MultiRecord", "SingleRecord"]
+Strategy = BatchStrategy
 Assemble = Literal["None", "Line"]
 Compression = Literal["None", "Gzip"]
 
 DEFAULT_CONCURRENT = 1
 DEFAULT_STRATEGY: Strategy = "MultiRecord"
 DEFAULT_PAYLOAD_MB = 6
-MAX_PAYLOAD_MB = 100
-MAX_PRODUCT = 100
 MB = 1024 * 1024
 #: What the container environment calls the strategies (SAGEMAKER_BATCH_STRATEGY).
 ENV_STRATEGY = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
@@ -42,8 +48,8 @@ class TransformOptions:
     max_concurrent: int | None = None
     assemble_with: Assemble = "None"
     compression: Compression = "None"
-    invocations_timeout: int = 600
-    invocations_max_retries: int = 3
+    invocations_timeout: int = DEFAULT_INVOCATIONS_TIMEOUT
+    invocations_max_retries: int = DEFAULT_INVOCATIONS_RETRIES
 
     def __post_init__(self) -> None:
         _choice("--split-type", self.split_type, ("None", "Line"))
@@ -61,13 +67,15 @@ class TransformOptions:
                 f"--max-concurrent: got {self.max_concurrent}; MaxConcurrentTransforms is at "
                 "least 1"
             )
-        if not 1 <= self.invocations_timeout <= 3600:
+        if not 1 <= self.invocations_timeout <= MAX_INVOCATIONS_TIMEOUT:
             raise UsageError(
-                f"--invocations-timeout: got {self.invocations_timeout}; 1 to 3600 seconds"
+                f"--invocations-timeout: got {self.invocations_timeout}; 1 to "
+                f"{MAX_INVOCATIONS_TIMEOUT} seconds"
             )
-        if not 0 <= self.invocations_max_retries <= 3:
+        if not 0 <= self.invocations_max_retries <= MAX_INVOCATIONS_RETRIES:
             raise UsageError(
-                f"--invocations-max-retries: got {self.invocations_max_retries}; 0 to 3"
+                f"--invocations-max-retries: got {self.invocations_max_retries}; 0 to "
+                f"{MAX_INVOCATIONS_RETRIES}"
             )
         if self.max_payload_mb is not None and self.max_concurrent is not None:
             _check_product(self.max_concurrent, self.max_payload_mb, "the job's values")
@@ -128,11 +136,11 @@ def _choice(option: str, value: str, allowed: Sequence[str]) -> None:
 
 
 def _check_product(concurrent: int, payload: int, where: str) -> None:
-    if concurrent * payload > MAX_PRODUCT:
+    if concurrent * payload > MAX_TRANSFORM_PRODUCT:
         raise UsageError(
             f"MaxConcurrentTransforms {concurrent} x MaxPayloadInMB {payload} = "
-            f"{concurrent * payload} from {where}; SageMaker allows at most {MAX_PRODUCT} "
-            "(lower --max-concurrent or --max-payload-mb)"
+            f"{concurrent * payload} from {where}; SageMaker allows at most "
+            f"{MAX_TRANSFORM_PRODUCT} (lower --max-concurrent or --max-payload-mb)"
         )
 
 
@@ -155,10 +163,14 @@ def parse_execution_parameters(hostname: str, answer: Any) -> dict[str, Any]:
         out["concurrent"] = concurrent
     payload = answer.get("MaxPayloadInMB")
     if payload is not None:
-        if not isinstance(payload, int) or isinstance(payload, bool) or not 0 <= payload <= 100:
+        if (
+            not isinstance(payload, int)
+            or isinstance(payload, bool)
+            or not 0 <= payload <= MAX_PAYLOAD_MB
+        ):
             raise UsageError(
                 f"container {hostname}: MaxPayloadInMB {payload!r} from /execution-parameters; "
-                "expected an integer from 0 to 100"
+                f"expected an integer from 0 to {MAX_PAYLOAD_MB}"
             )
         out["payload"] = payload
     strategy = answer.get("BatchStrategy")

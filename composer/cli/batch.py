@@ -132,11 +132,11 @@ def transform(
     Output is written only for objects whose every record succeeded; failures are listed per
     object and record, and the exit status is 1 when any object failed.
     """
-    from ..batch import TransformOptions, check_batch_supported
+    from ..batch import TransformOptions
     from ..errors import UsageError
 
     spec = load(pipeline)
-    check_batch_supported(spec)
+    spec.check_batch_transform()
     options = TransformOptions.from_spec(
         spec,
         content_type=content_type,

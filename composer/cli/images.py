@@ -45,7 +45,7 @@ def build(
             from ..errors import UsageError
 
             raise UsageError("--tag and --base-image build images: give --engine podman|docker")
-        target = Path(out) if out else spec.base_dir / ".composer" / spec.name / "build"
+        target = Path(out) if out else spec.state_dir / "build"
         contexts, requests = write_build(spec, target)
         for ctx in contexts:
             click.echo(f"{ctx.hostname}: {ctx.path} (tag {ctx.tag})")

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import click
 
 from ..redaction import redact_text
+from ..sagemaker_facts import DEFAULT_REGION
 from ._common import Spinner, engine_option, friendly, load, pipeline_arg, runner_for
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ def _client(name: str, endpoint_url: str | None, region: str | None) -> Endpoint
     runtime = session.client(
         "sagemaker-runtime",
         endpoint_url=endpoint_url,
-        region_name=region or session.region_name or "us-east-1",
+        region_name=region or session.region_name or DEFAULT_REGION,
         aws_access_key_id=placeholder,
         aws_secret_access_key=placeholder,
     )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from ..sagemaker_facts import DEFAULT_REGION, NAME_RULE
 from .multimodel import ModelSource
 
 Mode = Literal["Direct", "Serial"]
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 DEFAULT_CLIENT_TIMEOUT = 60.0
 CLIENT_TIMEOUT_ENV = "COMPOSER_GATEWAY_CLIENT_TIMEOUT"
-_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 def default_client_timeout() -> float:
@@ -48,7 +47,7 @@ class Upstream:
     model_source: ModelSource | None = None
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.hostname):
+        if not NAME_RULE.fullmatch(self.hostname):
             raise ValueError(
                 f"container hostname {self.hostname!r} is not valid: SageMaker allows 1-63 "
                 "letters, digits and inner hyphens"
@@ -86,7 +85,7 @@ class GatewayConfig:
     mode: Mode
     containers: tuple[Upstream, ...]
     variant_name: str = "AllTraffic"
-    region: str = "us-east-1"
+    region: str = DEFAULT_REGION
     account_id: str = "000000000000"
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     async_inference: AsyncSettings | None = None
@@ -109,7 +108,7 @@ class GatewayConfig:
             ("endpoint_name", self.endpoint_name),
             ("variant_name", self.variant_name),
         ):
-            if not _NAME.match(value):
+            if not NAME_RULE.fullmatch(value):
                 raise ValueError(f"{what} {value!r} is not a valid SageMaker name")
         if self.max_payload_bytes <= 0:
             raise ValueError(f"max_payload_bytes must be > 0, got {self.max_payload_bytes}")

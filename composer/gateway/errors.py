@@ -15,6 +15,7 @@ from typing import ClassVar
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..sagemaker_facts import MAX_TARGET_MODEL
 from .config import GatewayConfig
 
 _TIMEOUT_TEXT = (
@@ -182,7 +183,7 @@ _HEADER_RULES: tuple[tuple[str, str, int, bool], ...] = (
     ("Accept", "Accept", 1024, False),
     ("X-Amzn-SageMaker-Custom-Attributes", "CustomAttributes", 1024, False),
     ("X-Amzn-SageMaker-Inference-Id", "InferenceId", 64, True),
-    ("X-Amzn-SageMaker-Target-Model", "TargetModel", 1024, True),
+    ("X-Amzn-SageMaker-Target-Model", "TargetModel", MAX_TARGET_MODEL, True),
 )
 
 

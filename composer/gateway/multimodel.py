@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from collections import OrderedDict
 from typing import Protocol
 
+from ..sagemaker_facts import check_target_model as check_target_model  # for app.py
 from .upstream import Answer, UpstreamPool
 
 H_TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
-#: InvokeEndpoint's TargetModel: 1 to 1024 characters, no leading blank, printable.
-_TARGET_MODEL = re.compile(r"\A\S[\x20-\x7e]*\Z")
 _ADMIN_LIMIT = 1 << 20
 
 
@@ -50,15 +48,6 @@ class LoadFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def check_target_model(value: str) -> str | None:
-    """Why `value` is not a valid TargetModel, or None."""
-    if not 1 <= len(value) <= 1024:
-        return f"TargetModel must be 1 to 1024 characters long; got {len(value)}"
-    if not _TARGET_MODEL.match(value):
-        return "TargetModel must start with a non-blank character and hold printable ASCII only"
-    return None
 
 
 def model_name(target_model: str) -> str:

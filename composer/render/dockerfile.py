@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
+from ..spec.models import DEFAULT_BASE_IMAGE
 
-DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 BASE_IMAGE_ARG = "BASE_IMAGE"

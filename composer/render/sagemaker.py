@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.models import Pipeline
 
 #: Account id used in URIs that deploy has not resolved yet (images not pushed, default bucket).
@@ -19,7 +20,6 @@ PLACEHOLDER_ACCOUNT = "000000000000"
 #: Role used in rendered documents when the spec sets no aws.role_arn; deploy refuses it.
 PLACEHOLDER_ROLE = f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/REPLACE-WITH-SAGEMAKER-EXECUTION-ROLE"
 PLACEHOLDER_TAG = "unpushed"
-DEFAULT_REGION = "us-east-1"
 HASH_LENGTH = 8
 MAX_NAME = 63
 

@@ -30,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def state_dir(pipeline: Pipeline) -> Path:
     """Per-pipeline working files (build contexts, logs, model folders) beside the spec."""
-    return pipeline.base_dir / ".composer" / pipeline.name
+    return pipeline.state_dir
 
 
 def container_env(container: Container, index: int, port: int) -> dict[str, str]:

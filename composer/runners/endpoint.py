@@ -24,6 +24,7 @@ import aiohttp
 from ..errors import ComposerError
 from ..gateway import GatewayConfig, Upstream, start_gateway
 from ..gateway.config import AsyncSettings
+from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.models import Pipeline
 from .contract import Prepared, Runner, state_dir
 from .multimodel import LocalModelSource
@@ -69,7 +70,7 @@ def gateway_config(
             for m in containers
         ),
         variant_name=pipeline.endpoint.variant_name,
-        region=pipeline.aws.region or "us-east-1",
+        region=pipeline.aws.region or DEFAULT_REGION,
         async_inference=_async_settings(pipeline),
     )
 

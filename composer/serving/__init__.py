@@ -2,7 +2,12 @@
 
 It imports nothing from the rest of sagemaker-composer (falcon, gunicorn and the standard
 library only), because it is copied into each build context as the package `composer_serving`.
-Handlers import their exceptions from here: `from composer_serving import BadRequest`.
+Handlers import from here: `from composer_serving import BadRequest, media_type`.
+
+Where each part lives: `serve.py` starts and supervises nginx and gunicorn; `environment.py`
+reads every environment variable; `app.py` is the falcon app (/ping, /invocations,
+/execution-parameters); `handler.py` loads inference.py; `multimodel.py` is the multi-model
+contract (/models); `errors.py` turns failures into HTTP answers.
 """
 
 from __future__ import annotations
@@ -16,24 +21,33 @@ if TYPE_CHECKING:
         NotAcceptable,
         ServingError,
         UnsupportedContentType,
+        UnsupportedMediaType,
     )
+    from .handler import media_type
 
 #: What every image installs before the container's own requirements.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ("falcon==4.4.0", "gunicorn==27.0.1")
 
-_ERRORS = frozenset(
-    {"BadRequest", "ModelNotReady", "NotAcceptable", "ServingError", "UnsupportedContentType"}
-)
+#: Name -> module, imported on first use: whoever only reads RUNTIME_REQUIREMENTS (the renderer,
+#: inside the long-running `up` process) does not load falcon.
+_LAZY = {
+    "BadRequest": "errors",
+    "ModelNotReady": "errors",
+    "NotAcceptable": "errors",
+    "ServingError": "errors",
+    "UnsupportedContentType": "errors",
+    "UnsupportedMediaType": "errors",
+    "media_type": "handler",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The exceptions, imported on first use: whoever only reads RUNTIME_REQUIREMENTS (the
-    renderer, inside the long-running `up` process) does not load falcon."""
-    if name in _ERRORS:
-        from . import errors
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(errors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
 
 
 __all__ = [
@@ -43,4 +57,6 @@ __all__ = [
     "NotAcceptable",
     "ServingError",
     "UnsupportedContentType",
+    "UnsupportedMediaType",
+    "media_type",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from . import errors, multimodel
+from . import environment, errors, multimodel
 from .handler import JSON, Handler, media_type
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -113,7 +113,7 @@ class Invocations:
 
 class MultiModelInvocations:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raise errors.MultiModelOnly()
+        raise errors.MultiModelContainer()
 
 
 class ExecutionParameters:
@@ -136,10 +136,9 @@ def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, fal
     app = falcon.App(media_type=JSON)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
-    answer = answerer(default_accept)
+    answer = answerer(environment.default_accept())
     app.add_route("/execution-parameters", ExecutionParameters(handler))
-    if multimodel.enabled():
+    if environment.multi_model():
         limits = multimodel.Limits.from_environment()
         registry = multimodel.Registry(handler, limits)
         ready = threading.Event()
@@ -153,13 +152,11 @@ def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, fal
             "none" if limits.max_models is None else limits.max_models,
         )
         return app
-    state = ModelState(handler, os.environ.get("SM_MODEL_DIR") or "/opt/ml/model")
+    state = ModelState(handler, environment.model_dir())
     if preload is None:
-        chosen = os.environ.get("COMPOSER_PRELOAD_MODEL", "").strip().lower()
-        if chosen:
-            preload = chosen not in ("false", "0", "no")
-        else:
-            preload = getattr(handler.module, "PRELOAD", True) is not False
+        preload = environment.preload()
+    if preload is None:
+        preload = getattr(handler.module, "PRELOAD", True) is not False
     if preload:
         state.load()
     else:

@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import falcon
 
+from . import environment
+
 log = logging.getLogger("composer_serving")
 
 
 class ServingError(Exception):
-    """A failure with a known HTTP status."""
+    """A failure with a known HTTP status; a subclass's name is its `type` on the wire."""
 
     status = 500
     kind = "InternalError"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The runtime's own errors are named after their kind. A handler's subclass keeps the
+        # kind it inherits (or names), as before: its answers' `type` must not change.
+        if cls.__module__ == __name__ and "kind" not in cls.__dict__:
+            cls.kind = cls.__name__
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -33,24 +41,25 @@ class BadRequest(ServingError):
     """The body cannot be read as the Content-Type says (malformed JSON, wrong shape, ...)."""
 
     status = 400
-    kind = "BadRequest"
 
 
-class UnsupportedContentType(ServingError):
+class UnsupportedMediaType(ServingError):
     """The handler does not read this Content-Type."""
 
     status = 415
-    kind = "UnsupportedMediaType"
 
     def __init__(self, got: str | None, allowed: Iterable[str]) -> None:
         super().__init__(f"got Content-Type {got!r}; this container reads {', '.join(allowed)}")
+
+
+#: The name handlers imported before the class was named after its kind; kept so they still work.
+UnsupportedContentType = UnsupportedMediaType
 
 
 class NotAcceptable(ServingError):
     """The handler cannot answer in the Accept type asked for."""
 
     status = 406
-    kind = "NotAcceptable"
 
     def __init__(self, got: str | None, allowed: Iterable[str]) -> None:
         super().__init__(f"got Accept {got!r}; this container answers {', '.join(allowed)}")
@@ -60,14 +69,30 @@ class ModelNotReady(ServingError):
     """The model is still loading; /ping says so too."""
 
     status = 503
-    kind = "ModelNotReady"
 
 
-class ModelNotLoaded(ServingError):
+class ModelDataNotFound(ServingError):
+    """Multi-model: the load request's url is not a folder in this container."""
+
+    status = 404
+
+
+class InsufficientMemory(ServingError):
+    """Multi-model: the contract's 507; the model does not fit even after evicting others."""
+
+    status = 507
+
+
+class ModelLoadError(ServingError):
+    """Multi-model: model_fn raised; the container stays healthy and other models keep serving."""
+
+    status = 500
+
+
+class ModelNotFound(ServingError):
     """Multi-model: no model of that name is loaded (never was, unloaded, or evicted)."""
 
     status = 404
-    kind = "ModelNotFound"
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -76,18 +101,10 @@ class ModelNotLoaded(ServingError):
         )
 
 
-class ModelDataNotFound(ServingError):
-    """Multi-model: the load request's url is not a folder in this container."""
-
-    status = 404
-    kind = "ModelDataNotFound"
-
-
 class ModelAlreadyLoaded(ServingError):
     """Multi-model: the contract's 409 for loading a name that is already loaded."""
 
     status = 409
-    kind = "ModelAlreadyLoaded"
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -96,25 +113,10 @@ class ModelAlreadyLoaded(ServingError):
         )
 
 
-class InsufficientMemory(ServingError):
-    """Multi-model: the contract's 507; the model does not fit even after evicting others."""
-
-    status = 507
-    kind = "InsufficientMemory"
-
-
-class ModelLoadFailed(ServingError):
-    """Multi-model: model_fn raised; the container stays healthy and other models keep serving."""
-
-    status = 500
-    kind = "ModelLoadError"
-
-
-class MultiModelOnly(ServingError):
+class MultiModelContainer(ServingError):
     """/invocations on a multi-model container: the caller must name a model."""
 
     status = 400
-    kind = "MultiModelContainer"
 
     def __init__(self) -> None:
         super().__init__(
@@ -123,11 +125,10 @@ class MultiModelOnly(ServingError):
         )
 
 
-class SingleModelOnly(ServingError):
+class NotFound(ServingError):
     """/models on a single-model container: those routes exist only in multi-model mode."""
 
     status = 404
-    kind = "NotFound"
 
     def __init__(self) -> None:
         super().__init__(
@@ -182,7 +183,7 @@ def answer_stopped_worker(app: WSGIApp) -> WSGIApp:
     gunicorn stops a sync worker that runs past its timeout by raising SystemExit inside the
     handler; the worker still sends what we return here, then exits and is replaced.
     """
-    timeout = os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or "60"
+    timeout = environment.timeout()
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import BadRequest, NotAcceptable, UnsupportedContentType
+from . import environment
+from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
 DEFAULT_EXECUTION_PARAMETERS: dict[str, Any] = {
@@ -33,7 +33,7 @@ def media_type(value: str | None) -> str:
 
 def default_input_fn(body: bytes, content_type: str) -> Any:
     if media_type(content_type) != JSON:
-        raise UnsupportedContentType(content_type, [JSON])
+        raise UnsupportedMediaType(content_type, [JSON])
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -89,9 +89,7 @@ class Handler:
 
     @classmethod
     def from_environment(cls) -> Handler:
-        code = Path(os.environ.get("COMPOSER_CODE_DIR") or Path(__file__).parent.parent / "code")
-        program = os.environ.get("SAGEMAKER_PROGRAM") or "inference.py"
-        return cls(load_module(code / program))
+        return cls(load_module(environment.handler_path()))
 
     def execution_parameters(self) -> dict[str, Any]:
         """The handler's `execution_parameters` (a dict or a function returning one)."""

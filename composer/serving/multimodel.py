@@ -27,7 +27,7 @@ from typing import Any
 
 import falcon
 
-from . import errors
+from . import environment, errors
 from .handler import Handler
 
 log = logging.getLogger("composer_serving")
@@ -48,11 +48,6 @@ _OUT_OF = {errno.ENOMEM, errno.ENOSPC, errno.EMFILE, errno.ENFILE}
 Invoke = Callable[[Handler, Any, falcon.Request, falcon.Response], None]
 
 
-def enabled() -> bool:
-    """SAGEMAKER_MULTI_MODEL=true, as the platform sets it (serve has checked the value)."""
-    return os.environ.get("SAGEMAKER_MULTI_MODEL", "").strip().lower() in ("true", "1", "yes")
-
-
 def rss_bytes() -> int:
     """This process's resident set size, from /proc/self/statm (Linux)."""
     with open("/proc/self/statm", encoding="ascii") as statm:
@@ -70,23 +65,10 @@ class Limits:
     @classmethod
     def from_environment(cls) -> Limits:
         """COMPOSER_MME_MEMORY_MB and COMPOSER_MME_MAX_MODELS, already checked by serve."""
-
-        def whole(name: str) -> int | None:
-            raw = os.environ.get(name, "").strip()
-            if not raw:
-                return None
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}: got {raw!r}; allowed is a whole number") from None
-            if value < 1:
-                raise ValueError(f"{name}: got {value}; allowed is 1 or more")
-            return value
-
-        memory_mb = whole("COMPOSER_MME_MEMORY_MB")
+        memory_mb = environment.mme_memory_mb()
         return cls(
             memory_bytes=None if memory_mb is None else memory_mb * MB,
-            max_models=whole("COMPOSER_MME_MAX_MODELS"),
+            max_models=environment.mme_max_models(),
         )
 
 
@@ -144,7 +126,7 @@ class Registry:
                 what = "ran out of a resource" if out_of else "failed"
                 log.exception("model_fn for model %r %s", name, what)
                 cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                failure = errors.InsufficientMemory if out_of else errors.ModelLoadFailed
+                failure = errors.InsufficientMemory if out_of else errors.ModelLoadError
                 raise failure(f"model {name!r}: model_fn({url!r}) {what}: {cause}") from None
             entry = LoadedModel(name, url, model, max(0, self._measure() - before))
             del model
@@ -202,7 +184,7 @@ class Registry:
         with self._lock:
             entry = self._models.get(name)
             if entry is None:
-                raise errors.ModelNotLoaded(name)
+                raise errors.ModelNotFound(name)
             self._models.move_to_end(name)
             return entry.model
 
@@ -210,14 +192,14 @@ class Registry:
         with self._lock:
             entry = self._models.get(name)
             if entry is None:
-                raise errors.ModelNotLoaded(name)
+                raise errors.ModelNotFound(name)
             return entry.describe()
 
     def unload(self, name: str) -> None:
         with self._lock:
             entry = self._models.pop(name, None)
         if entry is None:
-            raise errors.ModelNotLoaded(name)
+            raise errors.ModelNotFound(name)
         self._release([entry], "DELETE /models")
 
     def page(self, after: str | None, limit: int) -> tuple[list[dict[str, str]], str | None]:
@@ -377,6 +359,6 @@ def refuse_models_routes(app: falcon.App[falcon.Request, falcon.Response]) -> No
     """Single-model containers answer /models with a 404 that says why."""
 
     def sink(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
-        raise errors.SingleModelOnly()
+        raise errors.NotFound()
 
     app.add_sink(sink, prefix=r"^/models(/|$)")

@@ -21,36 +21,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
-DEFAULT_PORT = 8080
-DEFAULT_TIMEOUT = 60
-DEFAULT_MME_THREADS = 8  # multi-model: one worker, so concurrency comes from its threads
+from . import environment
+from .environment import ConfigError
+
 STOP_GRACE = 25.0  # SageMaker kills 30 s after SIGTERM; leave room to clean up
 PLACEHOLDERS = ("__LISTEN__", "__RUN_DIR__", "__PROXY_TIMEOUT__")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-class ConfigError(Exception):
-    """A setting in the environment that cannot work; `serve` exits 2 with the message."""
-
-
-def _int_env(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: got {raw!r}; allowed is a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: got {value}; allowed is {low} to {high}")
-    return value
-
-
-def handler_path(base: Path) -> Path:
-    """code/inference.py (or SAGEMAKER_PROGRAM) beside composer_serving, as the app finds it."""
-    code = Path(os.environ.get("COMPOSER_CODE_DIR") or base / "code")
-    program = os.environ.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py"
-    return code / program
 
 
 def handler_preload(path: Path) -> bool | None:
@@ -82,23 +58,6 @@ def handler_preload(path: Path) -> bool | None:
     return found
 
 
-def _bool_env(name: str) -> bool | None:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return None
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{name}: got {raw!r}; allowed is true or false")
-
-
-def _optional_int_env(name: str, low: int, high: int) -> int | None:
-    if not os.environ.get(name, "").strip():
-        return None
-    return _int_env(name, low, low, high)
-
-
 def settings(handler: Path | None = None) -> dict[str, object]:
     """Everything serve reads from the environment, checked before anything starts.
 
@@ -108,19 +67,19 @@ def settings(handler: Path | None = None) -> dict[str, object]:
     2 so /ping answers while a model_fn runs) serve requests concurrently.
     """
     found: dict[str, object] = {
-        "port": _int_env("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535),
-        "host": os.environ.get("COMPOSER_LISTEN_HOST", "").strip() or "0.0.0.0",
-        "workers": _int_env("SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1, 1024),
-        "timeout": _int_env("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT, 1, 86400),
-        "threads": _int_env("COMPOSER_WORKER_THREADS", 1, 1, 1024),
+        "port": environment.port(),
+        "host": environment.listen_host(),
+        "workers": environment.workers(),
+        "timeout": environment.timeout(),
+        "threads": environment.threads(1),
     }
-    multi_model = _bool_env("SAGEMAKER_MULTI_MODEL") is True
+    multi_model = environment.multi_model()
     found["multi_model"] = multi_model
-    found["memory_mb"] = _optional_int_env("COMPOSER_MME_MEMORY_MB", 1, 16 * 1024 * 1024)
-    found["max_models"] = _optional_int_env("COMPOSER_MME_MAX_MODELS", 1, 1_000_000)
+    found["memory_mb"] = environment.mme_memory_mb()
+    found["max_models"] = environment.mme_max_models()
     if multi_model:
         found["workers"] = 1
-        threads = _int_env("COMPOSER_WORKER_THREADS", DEFAULT_MME_THREADS, 1, 1024)
+        threads = environment.threads(environment.DEFAULT_MME_THREADS)
         if threads < 2:
             raise ConfigError(
                 f"COMPOSER_WORKER_THREADS: got {threads}; allowed is 2 to 1024 in multi-model "
@@ -132,7 +91,7 @@ def settings(handler: Path | None = None) -> dict[str, object]:
                 "COMPOSER_MME_MEMORY_MB: set, but /proc/self/statm is missing, so model memory "
                 "cannot be measured; allowed only on Linux (unset it to run without a budget)"
             )
-    preload = _bool_env("COMPOSER_PRELOAD_MODEL")
+    preload = environment.preload()
     if preload is None and handler is not None:
         preload = handler_preload(handler)
     found["preload"] = True if preload is None else preload
@@ -161,15 +120,15 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    base = Path(__file__).resolve().parent.parent
+    base = environment.BASE
     try:
-        conf = settings(handler_path(base))
+        conf = settings(environment.handler_path())
+        parent = environment.run_dir_parent()
         nginx = _nginx()
     except ConfigError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
     template = (base / "nginx.conf.template").read_text(encoding="utf-8")
-    parent = os.environ.get("COMPOSER_RUN_DIR") or None
     if parent:
         Path(parent).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=parent))
@@ -193,7 +152,7 @@ def main(argv: list[str]) -> int:
     )
     env = {
         **os.environ,
-        "COMPOSER_CODE_DIR": os.environ.get("COMPOSER_CODE_DIR", str(base / "code")),
+        "COMPOSER_CODE_DIR": str(environment.code_dir()),
         # the app loads the model in gunicorn's master when preloading, else in each worker
         "COMPOSER_PRELOAD_MODEL": "true" if conf["preload"] else "false",
     }

@@ -1,7 +1,8 @@
 """Reading pipeline.yaml into a validated Pipeline, with every error located by file and line.
 
-ruamel.yaml keeps the line of every key and item; pydantic reports where each error is. Joining
-the two gives `FILE:LINE: dotted.path: message` for all errors at once, not only the first.
+ruamel.yaml keeps the line of every key and item; pydantic reports where each error is, the
+rules of rules.py included (the models run them). Joining the two gives
+`FILE:LINE: dotted.path: message` for all errors at once, not only the first.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import datetime
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,8 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
 
 from ..errors import SpecError, SpecIssue
-from .models import ARCHIVE_SUFFIXES, MAX_ENV_TOTAL_BYTES, MULTI_MODEL_ENV, Pipeline
-
-Loc = tuple[str | int, ...]
+from .models import RULE_ERROR, Pipeline
+from .rules import Loc
 
 _KEY = "[key]"  # pydantic's location of a mapping's key (rather than its value)
 _UNION_TAGS = {"str", "int", "float", "bool", _KEY}
@@ -72,17 +71,9 @@ def parse_pipeline(text: str, shown: str, *, source: Path | None = None) -> Pipe
             ]
         ) from None
     try:
-        pipeline = Pipeline.model_validate(data)
+        return Pipeline.model_validate(data, context={"source": source})
     except ValidationError as exc:
         raise SpecError(_issues_from(exc, shown, lines)) from None
-    pipeline._source = source.resolve() if source is not None else None
-    issues = [
-        SpecIssue(shown, _line_of(loc, lines), _dotted(loc), message)
-        for loc, message in _cross_checks(pipeline)
-    ]
-    if issues:
-        raise SpecError(sorted(issues, key=lambda i: i.line))
-    return pipeline
 
 
 def _read_yaml(text: str, shown: str) -> Any:
@@ -240,14 +231,18 @@ def _dotted(loc: Loc) -> str:
 
 
 def _issues_from(exc: ValidationError, shown: str, lines: dict[Loc, int]) -> list[SpecIssue]:
+    """One issue per location (a union's members each fail at one), one per rule; file order."""
     grouped: dict[Loc, list[dict[str, Any]]] = {}
     about_key: set[Loc] = set()
+    issues = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        if err["type"] == RULE_ERROR:
+            issues.append(SpecIssue(shown, _line_of(loc, lines), _dotted(loc), err["msg"]))
+            continue
         grouped.setdefault(loc, []).append(dict(err))
         if err["loc"][-1:] == (_KEY,):
             about_key.add(loc)
-    issues = []
     for loc, errs in grouped.items():
         message = _message(loc, errs)
         line = _line_of((*loc, _KEY) if loc in about_key else loc, lines)
@@ -360,164 +355,3 @@ def _unwrap(annotation: Any) -> Any:
     if origin is list:
         return _unwrap(typing.get_args(annotation)[0])
     return annotation
-
-
-def _cross_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
-    """Rules that span fields or touch the file system; each is reported where it applies."""
-    seen: dict[str, int] = {}
-    for index, container in enumerate(pipeline.containers):
-        first = seen.setdefault(container.hostname, index)
-        if first != index:
-            yield (
-                ("containers", index, "hostname"),
-                f"got {container.hostname!r} again (also containers[{first}]); "
-                "hostnames must be unique",
-            )
-    if pipeline.mode == "Direct" and len(pipeline.containers) < 2:
-        yield (
-            ("mode",),
-            "got Direct with 1 container; Direct needs 2 to 15 containers "
-            "(a single container is invoked without a hostname)",
-        )
-    if pipeline.async_inference is not None and pipeline.is_multi_container:
-        yield (
-            ("async",),
-            f"got async with {len(pipeline.containers)} containers ({pipeline.mode}); "
-            "asynchronous inference needs a single-container pipeline (SageMaker supports "
-            "neither Direct nor Serial multi-container endpoints for async)",
-        )
-    if pipeline.transform is not None and pipeline.mode == "Direct":
-        yield (
-            ("transform",),
-            "got transform with a Direct pipeline; batch transform needs a Serial or "
-            "single-container pipeline (SageMaker's Direct multi-container endpoints are "
-            "real-time only)",
-        )
-    yield from _multi_model_checks(pipeline)
-    total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.model_env.items())
-    if total > MAX_ENV_TOTAL_BYTES:
-        yield (
-            ("containers",),
-            f"got {total} bytes of environment keys and values in all; SageMaker allows at "
-            f"most {MAX_ENV_TOTAL_BYTES} per model",
-        )
-    for index, container in enumerate(pipeline.containers):
-        if container.build is not None:
-            folder = pipeline.resolve(container.build)
-            if not folder.is_dir():
-                yield (
-                    ("containers", index, "build"),
-                    f"got {container.build!r}, which is not a folder (looked at {folder})",
-                )
-            elif not (folder / "inference.py").is_file():
-                yield (
-                    ("containers", index, "build"),
-                    f"got {container.build!r}, which has no inference.py; a container folder "
-                    "holds inference.py and requirements.txt",
-                )
-        data = container.model_data
-        if container.multi_model:
-            continue  # a prefix, not one model: _multi_model_checks
-        if data is not None and not data.startswith("s3://"):
-            path = pipeline.resolve(data)
-            if path.is_dir():
-                continue
-            if not path.is_file():
-                yield (
-                    ("containers", index, "model_data"),
-                    f"got {data!r}, which does not exist (looked at {path}); give a .tar.gz, "
-                    "a folder or an s3:// URI",
-                )
-            elif not path.name.endswith((".tar.gz", ".tgz")):
-                yield (
-                    ("containers", index, "model_data"),
-                    f"got {data!r}; a model_data file is a .tar.gz archive",
-                )
-
-
-#: Where SageMaker lists what each hosting option supports: multi-model endpoints are real-time
-#: only, and combine with serial inference pipelines but not with multi-container (Direct) ones.
-FEATURES = "see SageMaker's supported-features table"
-
-
-def _multi_model_checks(pipeline: Pipeline) -> Iterator[tuple[Loc, str]]:
-    """SageMaker's rules for multi-model containers, and their model data as a prefix."""
-    multi = [i for i, c in enumerate(pipeline.containers) if c.multi_model]
-    if len(multi) > 1:
-        yield (
-            ("containers", multi[1], "multi_model"),
-            f"got {len(multi)} multi-model containers "
-            f"({', '.join(f'containers[{i}]' for i in multi)}); SageMaker allows at most one "
-            "multi-model container in a pipeline",
-        )
-    for index, container in enumerate(pipeline.containers):
-        flag = container.env.get(MULTI_MODEL_ENV)
-        if flag is None or (flag == "true") == container.multi_model:
-            continue
-        yield (
-            ("containers", index, "environment", MULTI_MODEL_ENV),
-            f"got {MULTI_MODEL_ENV}={flag!r} with multi_model: "
-            f"{str(container.multi_model).lower()}; set "
-            "multi_model instead (it sets this variable, the image label and Mode: "
-            "MultiModel together)",
-        )
-    if not multi:
-        return
-    first = multi[0]
-    where = ("containers", first, "multi_model")
-    if pipeline.mode == "Direct" and pipeline.is_multi_container:
-        yield (
-            where,
-            "got multi_model: true in a Direct pipeline; SageMaker does not support "
-            "multi-model containers in multi-container endpoints with direct invocation "
-            f"({FEATURES}); use a Serial pipeline or a single-container one",
-        )
-    if pipeline.async_inference is not None and not pipeline.is_multi_container:
-        yield (
-            ("async",),
-            f"got async with a multi-model container (containers[{first}]); SageMaker's "
-            f"asynchronous inference does not support multi-model endpoints ({FEATURES}); "
-            "drop async or multi_model",
-        )
-    if pipeline.transform is not None and pipeline.mode != "Direct":
-        yield (
-            ("transform",),
-            f"got transform with a multi-model container (containers[{first}]); SageMaker's "
-            f"batch transform does not support multi-model endpoints ({FEATURES}); drop "
-            "transform or multi_model",
-        )
-    for index in multi:
-        container = pipeline.containers[index]
-        data = container.model_data
-        if data is None:
-            yield (
-                ("containers", index, "multi_model"),
-                "got multi_model: true without model_data; a multi-model container needs "
-                "model_data: the folder or s3:// prefix its .tar.gz models are loaded from",
-            )
-            continue
-        if data.startswith("s3://"):
-            continue
-        path = pipeline.resolve(data)
-        loc: Loc = ("containers", index, "model_data")
-        if path.is_dir():
-            continue
-        if not path.exists():
-            yield (
-                loc,
-                f"got {data!r}, which does not exist (looked at {path}); a multi-model "
-                "container's model_data is a folder of .tar.gz archives or an s3:// prefix",
-            )
-        elif path.name.endswith(ARCHIVE_SUFFIXES):
-            yield (
-                loc,
-                f"got {data!r}, one archive; a multi-model container takes a folder (or an "
-                "s3:// prefix) of .tar.gz archives, one per model: put the archive in a "
-                "folder and give the folder",
-            )
-        else:
-            yield (
-                loc,
-                f"got {data!r}, which is not a folder; a multi-model container's model_data "
-                "is a folder of .tar.gz archives or an s3:// prefix",
-            )

@@ -2,14 +2,19 @@
 
 Every model forbids unknown keys and describes every field, so the JSON Schema printed by
 `sm-compose schema` doubles as editor help. Limits mirror SageMaker's own (see docs/pipeline.md),
-so a spec that validates here is not refused later by CreateModel.
+so a spec that validates here is not refused later by CreateModel. A field's own rules sit on
+the field; the rules across fields, and the checks of the local files a pipeline names, are in
+rules.py and run by `Pipeline`, so a pipeline built in code is refused as the loader refuses a
+file.
 """
 
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,25 +22,48 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, core_schema
 
-NAME_RULE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+from ..errors import UsageError
+from ..sagemaker_facts import NAME_HELP, NAME_RULE
+from . import rules
+from .rules import (
+    ARCHIVE_SUFFIXES,
+    DEFAULT_INVOCATIONS_RETRIES,
+    DEFAULT_INVOCATIONS_TIMEOUT,
+    MAX_CONTAINERS,
+    MAX_ENV_ENTRIES,
+    MAX_ENV_STRING,
+    MAX_IMAGE_URI,
+    MAX_INVOCATIONS_RETRIES,
+    MAX_INVOCATIONS_TIMEOUT,
+    MAX_PAYLOAD_MB,
+    MAX_SECURITY_GROUPS,
+    MAX_SUBNETS,
+    MAX_TAGS,
+    MAX_TRANSFORM_PRODUCT,
+    MULTI_MODEL_ENV,
+    Loc,
+    Violation,
+)
+
 ENV_KEY_RULE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 ROLE_ARN_RULE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 S3_URI_RULE = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
 
-MAX_CONTAINERS = 15
-MAX_ENV_ENTRIES = 100
-MAX_ENV_STRING = 1024
-MAX_ENV_TOTAL_BYTES = 32 * 1024
-MAX_TAGS = 50
-MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-
-NAME_HELP = "letters, digits and inner hyphens, at most 63"
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+#: The folder beside the pipeline file that holds its working files, one subfolder per pipeline.
+STATE_DIR = ".composer"
+#: The pydantic error type of a rule's violation; its message is the rule's, as written.
+RULE_ERROR = "spec_rule"
+BatchStrategy = Literal["MultiRecord", "SingleRecord"]
+_PYDANTIC_ERRORS = frozenset(typing.get_args(core_schema.ErrorType))
 
 
 class SpecValueError(ValueError):
@@ -45,6 +73,74 @@ class SpecValueError(ValueError):
 def check_name(value: str, what: str) -> str:
     if not NAME_RULE.fullmatch(value):
         raise SpecValueError(f"got {value!r}; {what} has {NAME_HELP}")
+    return value
+
+
+def _refusal(
+    found: Iterable[tuple[Loc, str, Any]], own: Iterable[ErrorDetails] = ()
+) -> ValidationError:
+    """One ValidationError of pydantic's own errors and the rules' (location, message, input)."""
+    errors = [_again(err) for err in own]
+    errors += [
+        InitErrorDetails(
+            type=PydanticCustomError(RULE_ERROR, "{message}", {"message": message}),
+            loc=loc,
+            input=value,
+        )
+        for loc, message, value in found
+    ]
+    return ValidationError.from_exception_data("Pipeline", errors)
+
+
+def _again(err: ErrorDetails) -> InitErrorDetails:
+    """One of pydantic's errors, to be raised again beside the rules' own."""
+    kind = err["type"]
+    if kind not in _PYDANTIC_ERRORS:
+        custom = PydanticCustomError(kind, "{message}", {"message": err["msg"]})
+        return InitErrorDetails(type=custom, loc=err["loc"], input=err["input"])
+    again = InitErrorDetails(type=kind, loc=err["loc"], input=err["input"])
+    if "ctx" in err:
+        again["ctx"] = err["ctx"]
+    return again
+
+
+def _with_counts(
+    value: Any,
+    handler: ValidatorFunctionWrapHandler,
+    counts: Iterable[Violation],
+    hidden: Callable[[], Iterable[Violation]] = lambda: (),
+) -> Any:
+    """Validate a list or map, refusing it for its items' errors and its count together.
+
+    pydantic's max_length stops at the count, hiding every item's errors, so limits are counted
+    here instead. `hidden` are rules that run later with the pipeline's and would be hidden by
+    this field's failure: they join its errors (and are reported there, once, otherwise).
+    """
+    own: list[ErrorDetails] = []
+    try:
+        result = handler(value)
+    except ValidationError as exc:
+        own = exc.errors()
+    found = list(counts)
+    if own or found:
+        found += hidden()
+        raise _refusal(((loc, m, _value_at(value, loc)) for loc, m in found), own) from None
+    return result
+
+
+def _value_at(value: Any, loc: Loc) -> Any:
+    """What a location points at, by field name or alias (the input shown in an error)."""
+    for part in loc:
+        if isinstance(value, BaseModel) and isinstance(part, str):
+            fields = type(value).model_fields
+            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+            value = getattr(value, name) if name is not None else None
+        elif isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, Sequence) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return None
     return value
 
 
@@ -97,7 +193,7 @@ class Container(_Spec):
     image: str | None = Field(
         default=None,
         description="A prebuilt image URI (at most 255 characters). One of build and image.",
-        max_length=255,
+        max_length=MAX_IMAGE_URI,
     )
     multi_model: bool = Field(
         default=False,
@@ -124,6 +220,7 @@ class Container(_Spec):
             "[a-zA-Z_][a-zA-Z0-9_]*; keys and values at most 1024 characters; all containers' "
             "maps together at most 32 KB."
         ),
+        json_schema_extra={"maxProperties": MAX_ENV_ENTRIES},
     )
     invocation_timeout: float = Field(
         default=60.0,
@@ -140,16 +237,16 @@ class Container(_Spec):
     def _hostname(cls, value: str) -> str:
         return check_name(value, "a SageMaker container hostname")
 
-    @field_validator("environment")
+    @field_validator("environment", mode="wrap")
     @classmethod
-    def _environment(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        added = 1 if info.data.get("multi_model") and MULTI_MODEL_ENV not in value else 0
-        if len(value) + added > MAX_ENV_ENTRIES:
-            also = f" (plus {MULTI_MODEL_ENV}, which multi_model adds)" if added else ""
-            raise SpecValueError(
-                f"got {len(value)} entries{also}; SageMaker allows at most {MAX_ENV_ENTRIES}"
-            )
-        return value
+    def _environment(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> dict[str, str]:
+        multi_model = bool(info.data.get("multi_model"))
+        result: dict[str, str] = _with_counts(
+            value, handler, rules.too_many_entries(value, multi_model)
+        )
+        return result
 
     @field_validator("model_data")
     @classmethod
@@ -270,8 +367,21 @@ class Endpoint(_Spec):
 class VpcConfig(_Spec):
     """VpcConfig of CreateModel."""
 
-    security_group_ids: list[str] = Field(min_length=1, max_length=5, description="sg-... ids.")
-    subnets: list[str] = Field(min_length=1, max_length=16, description="subnet-... ids.")
+    security_group_ids: list[str] = Field(
+        min_length=1, json_schema_extra={"maxItems": MAX_SECURITY_GROUPS}, description="sg-... ids."
+    )
+    subnets: list[str] = Field(
+        min_length=1, json_schema_extra={"maxItems": MAX_SUBNETS}, description="subnet-... ids."
+    )
+
+    @field_validator("security_group_ids", "subnets", mode="wrap")
+    @classmethod
+    def _count(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> list[str]:
+        limit = MAX_SECURITY_GROUPS if info.field_name == "security_group_ids" else MAX_SUBNETS
+        result: list[str] = _with_counts(value, handler, rules.too_many_items(value, limit))
+        return result
 
 
 class Aws(_Spec):
@@ -296,7 +406,9 @@ class Aws(_Spec):
         description="Images are named <prefix>-<hostname>.",
     )
     tags: dict[str, str] = Field(
-        default_factory=dict, description="Tags put on the model, endpoint config and endpoint."
+        default_factory=dict,
+        description="Tags put on the model, endpoint config and endpoint (at most 50).",
+        json_schema_extra={"maxProperties": MAX_TAGS},
     )
     vpc_config: VpcConfig | None = Field(default=None, description="VpcConfig of the model.")
     enable_network_isolation: bool | None = Field(
@@ -313,12 +425,11 @@ class Aws(_Spec):
             )
         return value
 
-    @field_validator("tags")
+    @field_validator("tags", mode="wrap")
     @classmethod
-    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_TAGS:
-            raise SpecValueError(f"got {len(value)} tags; at most {MAX_TAGS} are allowed")
-        return value
+    def _tags(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, str]:
+        result: dict[str, str] = _with_counts(value, handler, rules.too_many_tags(value))
+        return result
 
 
 class AsyncInference(_Spec):
@@ -363,29 +474,33 @@ class Transform(_Spec):
     max_payload_mb: int | None = Field(
         default=None,
         ge=0,
-        le=100,
+        le=MAX_PAYLOAD_MB,
         description="MaxPayloadInMB (0 to 100): the largest mini-batch; 0 means no limit.",
     )
-    batch_strategy: Literal["MultiRecord", "SingleRecord"] | None = Field(
+    batch_strategy: BatchStrategy | None = Field(
         default=None, description="BatchStrategy: one record per request, or mini-batches."
     )
     invocations_timeout: int = Field(
-        default=600,
+        default=DEFAULT_INVOCATIONS_TIMEOUT,
         ge=1,
-        le=3600,
+        le=MAX_INVOCATIONS_TIMEOUT,
         description="ModelClientConfig.InvocationsTimeoutInSeconds (1 to 3600).",
     )
     invocations_max_retries: int = Field(
-        default=3, ge=0, le=3, description="ModelClientConfig.InvocationsMaxRetries (0 to 3)."
+        default=DEFAULT_INVOCATIONS_RETRIES,
+        ge=0,
+        le=MAX_INVOCATIONS_RETRIES,
+        description="ModelClientConfig.InvocationsMaxRetries (0 to 3).",
     )
 
     @model_validator(mode="after")
     def _product(self) -> Transform:
         concurrent, payload = self.max_concurrent_transforms, self.max_payload_mb
-        if concurrent is not None and payload is not None and concurrent * payload > 100:
+        product = (concurrent or 0) * (payload or 0)
+        if product > MAX_TRANSFORM_PRODUCT:
             raise SpecValueError(
                 f"got max_concurrent_transforms {concurrent} x max_payload_mb {payload} = "
-                f"{concurrent * payload}; SageMaker allows a product of at most 100"
+                f"{product}; SageMaker allows a product of at most {MAX_TRANSFORM_PRODUCT}"
             )
         return self
 
@@ -408,13 +523,13 @@ class Pipeline(_Spec):
     )
     containers: list[Container] = Field(
         min_length=1,
-        max_length=MAX_CONTAINERS,
+        json_schema_extra={"maxItems": MAX_CONTAINERS},
         description="1 to 15 containers. One becomes PrimaryContainer; more become Containers.",
     )
     endpoint: Endpoint = Field(default_factory=Endpoint, description="Endpoint settings.")
     aws: Aws = Field(default_factory=Aws, description="Deploy settings.")
     base_image: str = Field(
-        default="python:3.11-slim",
+        default=DEFAULT_BASE_IMAGE,
         description="Base image of every built container (FROM).",
     )
     async_inference: AsyncInference | None = Field(
@@ -439,6 +554,35 @@ class Pipeline(_Spec):
     def _name(cls, value: str) -> str:
         return check_name(value, "a SageMaker endpoint name")
 
+    @field_validator("containers", mode="wrap")
+    @classmethod
+    def _containers(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> list[Container]:
+        # Unique hostnames are checked with the pipeline's rules, or here if the list fails
+        # (its failure keeps those rules from running).
+        result: list[Container] = _with_counts(
+            value,
+            handler,
+            rules.too_many_containers(value),
+            lambda: rules.duplicate_hostnames(value),
+        )
+        return result
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Pipeline:
+        """Every rule of rules.py, once the fields are valid.
+
+        Relative paths resolve against the folder of the file named by the validation
+        context's `source` (`Pipeline.model_validate(data, context={"source": path})`, as the
+        loader does), else against the working directory.
+        """
+        source = (info.context or {}).get("source")
+        if source is not None:
+            self._source = Path(source).resolve()
+        found = [*rules.pipeline_rules(self), *rules.file_rules(self)]
+        if found:
+            raise _refusal((loc, message, _value_at(self, loc)) for loc, message in found)
+        return self
+
     @property
     def source(self) -> Path | None:
         """The YAML file this pipeline was read from, if any."""
@@ -448,6 +592,11 @@ class Pipeline(_Spec):
     def base_dir(self) -> Path:
         """Relative paths in the spec resolve against the YAML file's folder."""
         return self._source.parent if self._source is not None else Path.cwd()
+
+    @property
+    def state_dir(self) -> Path:
+        """Working files (build contexts, logs, model folders): .composer/NAME beside the spec."""
+        return self.base_dir / STATE_DIR / self.name
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
@@ -462,3 +611,9 @@ class Pipeline(_Spec):
     @property
     def is_multi_container(self) -> bool:
         return len(self.containers) > 1
+
+    def check_batch_transform(self) -> None:
+        """Refuse a batch transform SageMaker would not run, whether or not a spec asks for one."""
+        refusal = rules.batch_transform_refusal(self)
+        if refusal is not None:
+            raise UsageError(refusal)

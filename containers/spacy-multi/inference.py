@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import spacy
-from composer_serving import BadRequest, NotAcceptable, UnsupportedContentType
+from composer_serving import BadRequest, NotAcceptable, UnsupportedMediaType, media_type
 
 JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
@@ -47,10 +47,6 @@ class Model:
             "pipes": list(self.nlp.pipe_names),
             "from": self.source,
         }
-
-
-def _media(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
 
 
 def _find(model_dir: Path, name: str) -> Path | None:
@@ -99,7 +95,7 @@ def _text_of(item: Any, where: str) -> str:
 
 def input_fn(body: bytes, content_type: str) -> tuple[str, list[str]]:
     """(shape, texts): shape says how to answer: one, many or lines."""
-    media = _media(content_type)
+    media = media_type(content_type)
     text = body.decode("utf-8")
     if media == "text/plain":
         return "one", [text]
@@ -114,7 +110,7 @@ def input_fn(body: bytes, content_type: str) -> tuple[str, list[str]]:
     if media in JSONLINES:
         lines = [line for line in text.splitlines() if line.strip()]
         return "lines", [_text_of(json.loads(line), f"line {i}") for i, line in enumerate(lines, 1)]
-    raise UnsupportedContentType(content_type, READS)
+    raise UnsupportedMediaType(content_type, READS)
 
 
 def _analyse(doc: Any, model: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +141,7 @@ def predict_fn(data: tuple[str, list[str]], model: Model) -> tuple[str, list[dic
 
 def output_fn(prediction: tuple[str, list[dict[str, Any]]], accept: str) -> tuple[str, str]:
     shape, results = prediction
-    media = _media(accept)
+    media = media_type(accept)
     if media in JSONLINES or (shape == "lines" and media in (JSON, "*/*")):
         return "".join(json.dumps(r) + "\n" for r in results), "application/jsonlines"
     if media in (JSON, "*/*"):

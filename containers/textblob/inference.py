@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from composer_serving import BadRequest, NotAcceptable, UnsupportedContentType
+from composer_serving import BadRequest, NotAcceptable, UnsupportedMediaType, media_type
 from textblob import TextBlob
 
 JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
 READS = (JSON, "text/plain", *JSONLINES)
-
-
-def _media(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
 
 
 def model_fn(model_dir: str) -> None:
@@ -56,7 +52,7 @@ def _enrich(doc: Any, where: str) -> Any:
 
 
 def input_fn(body: bytes, content_type: str) -> tuple[str, list[Any]]:
-    media = _media(content_type)
+    media = media_type(content_type)
     text = body.decode("utf-8")
     if media == "text/plain":
         return "one", [{"text": text}]
@@ -64,7 +60,7 @@ def input_fn(body: bytes, content_type: str) -> tuple[str, list[Any]]:
         return "one", [json.loads(text)]
     if media in JSONLINES:
         return "lines", [json.loads(line) for line in text.splitlines() if line.strip()]
-    raise UnsupportedContentType(content_type, READS)
+    raise UnsupportedMediaType(content_type, READS)
 
 
 def predict_fn(data: tuple[str, list[Any]], model: None) -> tuple[str, list[Any]]:
@@ -76,7 +72,7 @@ def predict_fn(data: tuple[str, list[Any]], model: None) -> tuple[str, list[Any]
 
 def output_fn(prediction: tuple[str, list[Any]], accept: str) -> tuple[str, str]:
     shape, results = prediction
-    media = _media(accept)
+    media = media_type(accept)
     if media in JSONLINES or (shape == "lines" and media in (JSON, "*/*")):
         return "".join(json.dumps(r) + "\n" for r in results), "application/jsonlines"
     if media in (JSON, "*/*"):

@@ -118,8 +118,10 @@ class Context:
         return Served(proc, port or 8080, log)
 
 
-def _context(hostname: str, tmp: Path) -> Context:
-    pipeline = load_pipeline(REPO / "pipelines" / "nlp-direct.yaml")
+def _context(
+    hostname: str, tmp: Path, spec: Path = REPO / "pipelines" / "nlp-direct.yaml"
+) -> Context:
+    pipeline = load_pipeline(spec)
     container = pipeline.container(hostname)
     ctx = write_build_context(pipeline, container, tmp / hostname)
     env = ensure_env(ctx.path / "requirements.txt", label=hostname)
@@ -417,23 +419,30 @@ def test_nothing_outlives_a_killed_serve(
     assert not left, f"orphans after SIGKILL of serve: {left}"
 
 
-def test_the_documented_handler_works_as_written(
-    tmp_path: Path, textblob_ctx: Context, free_port: Callable[[], int]
+def test_the_minimal_container_is_the_documented_handler_and_serves(
+    tmp_path: Path, free_port: Callable[[], int]
 ) -> None:
+    """containers/minimal, the folder users copy, is docs/containers.md's handler, and works."""
     doc = (REPO / "docs" / "containers.md").read_text()
-    example = doc.split("A complete handler:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    handler = textblob_ctx.path / "code" / "documented.py"
-    handler.write_text(example)
-    served = textblob_ctx.serve(tmp_path, free_port(), SAGEMAKER_PROGRAM="documented.py")
+    example = doc.split("A complete handler", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    minimal = REPO / "containers" / "minimal"
+    assert example == (minimal / "inference.py").read_text()
+    spec = tmp_path / "minimal.yaml"
+    spec.write_text(f"name: minimal\ncontainers:\n  - hostname: minimal\n    build: {minimal}\n")
+    served = _context("minimal", tmp_path, spec).serve(tmp_path, free_port())
     try:
         served.wait_ready()
-        status, _, body = served.post(b'{"name": "world"}')
+        status, _, body = served.post(b'{"name": "world"}', "application/json; charset=utf-8")
         assert (status, json.loads(body)) == (200, {"message": "hello, world"})
-        assert served.post(b"{}")[0] == 400
-        assert served.post(b"name=world", "text/csv")[0] == 415
+        for bad, content_type, expected in (
+            (b"{}", "application/json", (400, "BadRequest")),
+            (b"[1]", "application/json", (400, "BadRequest")),
+            (b"name=world", "text/csv", (415, "UnsupportedMediaType")),
+        ):
+            status, _, body = served.post(bad, content_type)
+            assert (status, json.loads(body)["type"]) == expected
     finally:
         assert served.stop() == 0
-        handler.unlink()
 
 
 def test_accept_lists_are_answered_with_the_first_choice(spacy: Served) -> None:

@@ -20,7 +20,6 @@ from composer.cli import cli
 from composer.errors import UsageError
 from composer.redaction import REDACTED, redact
 from composer.spec import load_pipeline
-from composer.spec.models import Pipeline
 from tests.deploy_specs import ROLE, SPACY, TEXTBLOB, write_pipeline
 
 DIGEST = "sha256:" + "ab" * 32
@@ -139,24 +138,6 @@ def test_name_too_long_with_hash_exits_2(tmp_path: Path) -> None:
     result = run("deploy", str(path), "--dry-run")
     assert result.exit_code == 2
     assert "at most 54 characters" in result.output
-
-
-def test_environment_over_32kb_is_refused_before_aws() -> None:
-    # The loader refuses this too; preflight checks again for pipelines built in code.
-    env = {f"K{i}": "v" * 1000 for i in range(40)}
-    pipeline = Pipeline.model_validate(
-        {
-            "name": "big",
-            "mode": "Serial",
-            "containers": [
-                {"hostname": "a", "image": SPACY, "environment": env},
-                {"hostname": "b", "image": TEXTBLOB},
-            ],
-            "aws": {"role_arn": ROLE},
-        }
-    )
-    with pytest.raises(UsageError, match="at most 32768"):
-        preflight(pipeline, "big.yaml", "us-east-1")
 
 
 def test_no_region_is_a_usage_error(tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ TOPICS = {
     "direct": "a Direct pipeline with one container",
     "async": "an async block on a multi-container pipeline",
     "multi": "multi-model containers: two in a pipeline, Direct, async, transform, bad prefixes",
+    "containers-17": "a list over its limit whose items have errors of their own",
+    "rules": "several rules broken at once, reported in file order",
 }
 
 
@@ -78,6 +80,8 @@ def test_the_catalogue_covers_every_topic_of_the_issue() -> None:
 def test_bad_spec_is_refused_at_its_line_and_path(spec: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_pipeline(spec)
+    lines = [i.line for i in caught.value.issues]
+    assert lines == sorted(lines), f"not in file order: {caught.value.issues}"
     got = sorted((i.line, i.path, i.message) for i in caught.value.issues)
     expected = sorted(expectations(spec), key=lambda e: (e.line, e.path))
     assert [(line, path) for line, path, _ in got] == [(e.line, e.path) for e in expected], got
@@ -96,6 +100,7 @@ THROUGH_CLI = [
     "unknown-top-key",
     "hostname-duplicate",
     "sixteen-containers",
+    "containers-17-with-bad-items",
     "name-leading-hyphen",
     "build-missing-folder",
     "model-data-missing",

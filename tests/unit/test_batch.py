@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from composer.aws.transform import JobSettings, job_name, transform_job_request
-from composer.batch import TransformOptions, check_batch_supported, settle
+from composer.batch import TransformOptions, settle
 from composer.batch.params import parse_execution_parameters
 from composer.batch.records import (
     RecordError,
@@ -154,19 +154,10 @@ def test_spec_defaults_are_overridden_by_options(tmp_path: Path) -> None:
     )
 
 
-def test_spec_refuses_a_product_above_100(tmp_path: Path) -> None:
-    from composer.errors import SpecError
-
-    with pytest.raises(SpecError, match="product of at most 100"):
-        _pipeline(
-            tmp_path, extra="transform:\n  max_concurrent_transforms: 30\n  max_payload_mb: 4\n"
-        )
-
-
 def test_direct_pipelines_have_no_batch_transform(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="real time only"):
-        check_batch_supported(_pipeline(tmp_path, mode="Direct"))
-    check_batch_supported(_pipeline(tmp_path, mode="Serial"))
+        _pipeline(tmp_path, mode="Direct").check_batch_transform()
+    _pipeline(tmp_path, mode="Serial").check_batch_transform()
 
 
 # --- records ------------------------------------------------------------------------------------

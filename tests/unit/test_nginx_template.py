@@ -10,15 +10,8 @@ import pytest
 
 from composer.render.nginx import MAX_BODY, render_nginx_template
 from composer.serving.app import preferred
-from composer.serving.serve import (
-    DEFAULT_PORT,
-    PLACEHOLDERS,
-    ConfigError,
-    handler_preload,
-    main,
-    render_config,
-    settings,
-)
+from composer.serving.environment import DEFAULT_PORT, ConfigError
+from composer.serving.serve import PLACEHOLDERS, handler_preload, main, render_config, settings
 
 SAGEMAKER_MAX_PAYLOAD = 6291456
 
