@@ -21,6 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
+from composer.runners.contract import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "post.lua"
@@ -47,12 +51,6 @@ class Load:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ensure_wrk() -> None:
     if shutil.which("wrk") is None:
         print("bench: installing wrk", file=sys.stderr)
@@ -75,9 +73,9 @@ def wait_ping(url: str, timeout: float = 120) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (not its children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of one process (not its children)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def wrk(
@@ -193,49 +191,23 @@ def composer_up(pipeline: Path, log: Path, env: dict[str, str] | None = None) ->
 
 
 def children(pid: int) -> list[int]:
-    """Every descendant of `pid` (from /proc; a snapshot)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """Every descendant of `pid` (a snapshot)."""
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """Rss, Pss and private (Private_Clean + Private_Dirty) of one process, in kB."""
-    values: dict[str, int] = {}
+    """Rss, Pss and private (Private_Clean + Private_Dirty: psutil's USS) of one process, in kB."""
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
+        info = psutil.Process(pid).memory_full_info()
+    except psutil.Error:
         return {"Rss": 0, "Pss": 0, "Private": 0}
-    for line in text.splitlines()[1:]:
-        name, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            values[name] = int(parts[0])
-    return {
-        "Rss": values.get("Rss", 0),
-        "Pss": values.get("Pss", 0),
-        "Private": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0),
-    }
+    return {"Rss": info.rss // 1024, "Pss": info.pss // 1024, "Private": info.uss // 1024}
 
 
 def command_name(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
 
 

@@ -56,7 +56,6 @@ from harness import (
     command_name,
     composer_up,
     ensure_wrk,
-    free_port,
     memory_kb,
     post_status,
     stop,
@@ -65,6 +64,7 @@ from harness import (
 )
 
 from composer.cache import cache_dir
+from composer.runners.contract import free_port
 from composer.runners.envs import ensure_env, python_of
 
 DOC = REPO / "docs" / "performance.md"

@@ -1,4 +1,10 @@
-"""Fixtures every tier shares: AWS as moto gives it, and transform options for JSON Lines.
+"""What every tier of tests shares: which tests plain `pytest` runs, ports, runtime clients,
+process trees, AWS as moto gives it, and transform options for JSON Lines.
+
+Which tests run: plain `pytest` (no paths, no -m) runs the fast tiers, that is the unit tests and
+the integration tests not marked slow, e2e, engine or aws. Naming files or folders runs every
+test in them (`pytest tests/e2e/test_faults.py`), -m picks by marker (`pytest -m engine`), and
+`pytest -m ""` (what scripts/test.sh, and so CI, runs) runs everything.
 
 moto runs two ways. `moto` is its standalone server, started once per session (with the
 UpdateEndpoint moto lacks, see tests/integration/aws_fixtures.py), emptied for each module that
@@ -9,14 +15,93 @@ for that module. `aws` is moto inside this process (mock_aws), fresh for each te
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 
 if TYPE_CHECKING:
     from composer.batch import TransformOptions
     from tests.integration.aws_fixtures import MotoServer
+
+# --- which tests plain `pytest` runs ---------------------------------------------------------
+
+FAST_TIERS = "not (slow or e2e or engine or aws)"
+
+
+def _chose_markers(args: tuple[str, ...]) -> bool:
+    return any(a == "-m" or (a.startswith("-m") and not a.startswith("--")) for a in args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    named_nothing = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    if named_nothing and not _chose_markers(config.invocation_params.args):
+        config.option.markexpr = FAST_TIERS
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.option.markexpr != FAST_TIERS:
+        return None
+    return f"fast tiers only (-m '{FAST_TIERS}'); every test: pytest -m '' or scripts/test.sh"
+
+
+# --- ports, runtime clients, process trees -------------------------------------------------
+
+
+def runtime_client_for(
+    url: str,
+    *,
+    timeout: float = 70,
+    region: str = "us-east-1",
+    access_key: str = "testing",
+    secret_key: str = "testing",
+    session_token: str | None = None,
+) -> Any:
+    """An unmodified boto3 sagemaker-runtime client for the gateway at `url`, one attempt per
+    call (a retry would hide the answer under test). The gateway checks no signature, so any
+    credentials do."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+        config=Config(retries={"max_attempts": 1}, read_timeout=timeout),
+    )
+
+
+@pytest.fixture(scope="session")
+def runtime_client() -> Callable[..., Any]:
+    """`runtime_client(url, timeout=..., ...)`: see runtime_client_for."""
+    return runtime_client_for
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """`free_port()`: a loopback port nothing listens on, picked as `up` picks its own."""
+    from composer.runners.contract import free_port
+
+    return free_port
+
+
+def alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """Those of `procs` still running (a zombie has ended: only its parent has not reaped it)."""
+    found = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+# --- AWS as moto gives it, and transform options -------------------------------------------
 
 
 @pytest.fixture(scope="session")

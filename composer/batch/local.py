@@ -22,7 +22,8 @@ import aiohttp
 
 from ..errors import ComposerError, UsageError
 from ..gateway import start_gateway
-from ..runners.local import Runner, gateway_config, running_endpoint
+from ..runners.contract import Runner
+from ..runners.endpoint import gateway_config, running_endpoint
 from ..spec.models import Pipeline
 from ..storage import StorageError, join, read, write
 from .params import Settled, TransformOptions, parse_execution_parameters, settle

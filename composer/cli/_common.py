@@ -1,4 +1,4 @@
-"""Helpers shared by every command: error handling and spec loading."""
+"""Helpers shared by every command: error handling, spec loading, progress on the terminal."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ..redaction import redact_text
 from ..spec import Pipeline, load_pipeline
 
 if TYPE_CHECKING:
-    from ..runners.local import Runner
+    from types import TracebackType
+
+    from ..runners.contract import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,3 +82,39 @@ def runner_for(engine: str | None) -> Runner | None:
     from ..runners.oci import EngineRunner
 
     return EngineRunner(engine)
+
+
+class Spinner:
+    """The steps of a long command: on a terminal, a spinner showing the latest one; otherwise
+    those `keep` lets through, one line each on stderr. Runs while the `with` block does."""
+
+    def __init__(self, title: str, keep: Callable[[str], bool] = lambda _message: True) -> None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        self._status = console.status(title) if console.is_terminal else None
+        self._keep = keep
+
+    def say(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(message[:120])
+        elif self._keep(message):
+            click.echo(message, err=True)
+
+    def stop(self) -> None:
+        """Gone for good: what the command prints next stays on the screen."""
+        if self._status is not None:
+            self._status.stop()
+
+    def __enter__(self) -> Spinner:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

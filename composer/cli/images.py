@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from ._common import friendly, load, pipeline_arg
-
-if TYPE_CHECKING:
-    from rich.status import Status
+from ._common import Spinner, friendly, load, pipeline_arg
 
 base_image_option = click.option(
     "--base-image",
@@ -21,20 +16,9 @@ base_image_option = click.option(
 engine_choice = click.Choice(["podman", "docker"])
 
 
-def _progress() -> tuple[Status | None, Callable[[str], None]]:
-    """A spinner with the latest line on a terminal; the milestones only, otherwise."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    status = console.status("building images") if console.is_terminal else None
-
-    def say(message: str) -> None:
-        if status is not None:
-            status.update(message[:120])
-        elif ": building " in message or ": pushing " in message or ": pushed " in message:
-            click.echo(message, err=True)
-
-    return status, say
+def _milestone(message: str) -> bool:
+    """What is worth a line of its own where there is no spinner."""
+    return ": building " in message or ": pushing " in message or ": pushed " in message
 
 
 @click.command()
@@ -70,14 +54,10 @@ def build(
     from ..runners.engine import Engine
     from ..runners.oci import build_images
 
-    status, say = _progress()
-    try:
-        if status is not None:
-            status.start()
-        images = build_images(Engine(engine), spec, base_image=base_image, tag=tag, progress=say)
-    finally:
-        if status is not None:
-            status.stop()
+    with Spinner("building images", keep=_milestone) as spinner:
+        images = build_images(
+            Engine(engine), spec, base_image=base_image, tag=tag, progress=spinner.say
+        )
     for image in images:
         what = "built" if image.built else "up to date"
         click.echo(f"{image.hostname}: {image.ref} ({what}; SageMaker labels present)")
@@ -107,10 +87,7 @@ def push(
     from ..aws.images import push_images
 
     spec = load(pipeline)
-    status, say = _progress()
-    try:
-        if status is not None:
-            status.start()
+    with Spinner("building images", keep=_milestone) as spinner:
         lock, pushed = push_images(
             spec,
             engine,
@@ -118,11 +95,8 @@ def push(
             tls_verify=tls_verify,
             region=region,
             base_image=base_image,
-            progress=say,
+            progress=spinner.say,
         )
-    finally:
-        if status is not None:
-            status.stop()
     for hostname, uri in pushed.items():
         click.echo(f"{hostname}: {uri}")
     click.echo(f"lock file: {lock}")

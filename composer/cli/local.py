@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import sys
@@ -11,15 +12,12 @@ from urllib.parse import urlparse
 
 import click
 
-if TYPE_CHECKING:
-    from ..client import EndpointClient
-
 from ..redaction import redact_text
 from ..sagemaker_facts import DEFAULT_REGION
-from ._common import engine_option, friendly, load, pipeline_arg, runner_for
+from ._common import Spinner, engine_option, friendly, load, pipeline_arg, runner_for
 
 if TYPE_CHECKING:
-    from ..client import EndpointClient
+    from ..client import EndpointClient, InvokeResult
 
 
 @click.command()
@@ -45,12 +43,26 @@ def up(
     pipeline: str, port: int, host: str, startup_timeout: float | None, engine: str | None
 ) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
-    from ..runners.local import run_up
+    from ..runners.endpoint import running_endpoint, serve_until_stopped
 
     spec = load(pipeline)
     warn_if_exposed(host, port)
-    runner = runner_for(engine)
-    sys.exit(run_up(spec, host=host, port=port, runner=runner, startup_timeout=startup_timeout))
+    with Spinner("preparing containers") as spinner:
+
+        def out(message: str) -> None:
+            spinner.stop()  # from the first container's line on, the output is the log
+            print(message, flush=True)
+
+        endpoint = running_endpoint(
+            spec,
+            host=host,
+            port=port,
+            runner=runner_for(engine),
+            out=out,
+            progress=spinner.say,
+            startup_timeout=startup_timeout,
+        )
+        sys.exit(asyncio.run(serve_until_stopped(endpoint, out=out)))
 
 
 def is_loopback(host: str) -> bool:
@@ -161,48 +173,54 @@ def invoke(
             "--target-model: not with --async (SageMaker's asynchronous inference serves "
             "single-model endpoints only)"
         )
-    if is_async or input_location is not None:
-        _invoke_async(
-            client,
-            input_location=input_location,
-            file=file,
-            data=data,
-            target=target,
-            content_type=content_type,
-            accept=accept,
-            custom_attributes=custom_attributes,
-            inference_id=inference_id,
-            wait=wait,
-            wait_timeout=wait_timeout,
-        )
-        return
-    if wait:
-        raise UsageError("--wait: only with --async")
-    if sum(x is not None for x in (data, file)) > 1:
-        raise UsageError("got both --data and --file; give one body source")
-    if data is not None:
-        body = data.encode()
-    elif file == "-" or file is None:
-        if file is None and sys.stdin.isatty():
-            raise UsageError("no request body: give --data TEXT, --file PATH or - (stdin)")
-        body = sys.stdin.buffer.read()
-    else:
-        body = Path(file).read_bytes()
     try:
-        result = client.invoke(
-            body,
-            target=target,
-            content_type=content_type,
-            accept=accept,
-            custom_attributes=custom_attributes,
-            target_model=target_model,
-        )
+        if is_async or input_location is not None:
+            result = _invoke_async(
+                client,
+                input_location=input_location,
+                file=file,
+                data=data,
+                target=target,
+                content_type=content_type,
+                accept=accept,
+                custom_attributes=custom_attributes,
+                inference_id=inference_id,
+                wait=wait,
+                wait_timeout=wait_timeout,
+            )
+        else:
+            if wait:
+                raise UsageError("--wait: only with --async")
+            result = client.invoke(
+                _request_body(data, file),
+                target=target,
+                content_type=content_type,
+                accept=accept,
+                custom_attributes=custom_attributes,
+                target_model=target_model,
+            )
     except InvocationError as exc:
         click.echo(redact_text(f"error: {exc}"), err=True)
         sys.exit(1)
-    sys.stdout.buffer.write(result.body)
-    if not result.body.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
+    if result is not None:
+        sys.stdout.buffer.write(result.body)
+        if not result.body.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")
+
+
+def _request_body(data: str | None, file: str | None) -> bytes:
+    """--data, --file PATH, or standard input (--file - or neither, when it is not a terminal)."""
+    from ..errors import UsageError
+
+    if sum(x is not None for x in (data, file)) > 1:
+        raise UsageError("got both --data and --file; give one body source")
+    if data is not None:
+        return data.encode()
+    if file == "-" or file is None:
+        if file is None and sys.stdin.isatty():
+            raise UsageError("no request body: give --data TEXT, --file PATH or - (stdin)")
+        return sys.stdin.buffer.read()
+    return Path(file).read_bytes()
 
 
 def _client(name: str, endpoint_url: str | None, region: str | None) -> EndpointClient:
@@ -245,9 +263,9 @@ def _invoke_async(
     inference_id: str | None,
     wait: bool,
     wait_timeout: float,
-) -> None:
-    """InvokeEndpointAsync: the body is already stored; print where the answer goes."""
-    from ..client import InvocationError
+) -> InvokeResult | None:
+    """InvokeEndpointAsync: the body is already stored; print where the answer goes (and, with
+    --wait, return the answer)."""
     from ..errors import UsageError
 
     if data is not None:
@@ -266,27 +284,18 @@ def _invoke_async(
         input_location = str(Path(file).resolve())
     elif file is not None:
         raise UsageError("got both --input-location and --file; give one")
-    try:
-        accepted = client.invoke_async(
-            input_location,
-            content_type=content_type,
-            accept=accept,
-            custom_attributes=custom_attributes,
-            inference_id=inference_id,
-        )
-        click.echo(
-            f"inference {accepted.inference_id}: output {accepted.output_location}", err=True
-        )
-        if not wait:
-            click.echo(accepted.output_location)
-            return
-        result = client.wait_async(accepted, timeout=wait_timeout)
-    except InvocationError as exc:
-        click.echo(redact_text(f"error: {exc}"), err=True)
-        sys.exit(1)
-    sys.stdout.buffer.write(result.body)
-    if not result.body.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
+    accepted = client.invoke_async(
+        input_location,
+        content_type=content_type,
+        accept=accept,
+        custom_attributes=custom_attributes,
+        inference_id=inference_id,
+    )
+    click.echo(f"inference {accepted.inference_id}: output {accepted.output_location}", err=True)
+    if not wait:
+        click.echo(accepted.output_location)
+        return None
+    return client.wait_async(accepted, timeout=wait_timeout)
 
 
 COMMANDS = [up, invoke]

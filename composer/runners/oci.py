@@ -18,8 +18,8 @@ from ..render.context import write_build_context
 from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
+from .contract import Prepared, container_env, free_port, model_dir_for, state_dir
 from .engine import MODEL_DIR, Engine, EngineError
-from .local import Prepared, container_env, free_port, model_dir_for, state_dir
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
 BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"

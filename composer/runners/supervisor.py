@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -25,6 +25,7 @@ from ..errors import ComposerError
 
 PING_TIMEOUT = 2.0
 PING_INTERVAL = 0.5
+DEFAULT_STARTUP_WINDOW = 480.0  # SageMaker's 8 minutes
 STOP_TIMEOUT = 30.0
 MAX_BACKOFF = 30.0
 _CHUNK = 1 << 16
@@ -53,9 +54,6 @@ class LogSink:
         import click
 
         return click.style(text, fg=_COLOURS[index % len(_COLOURS)])
-
-    def line(self, prefix: str, text: str) -> None:
-        self.lines(prefix, [text])
 
     def lines(self, prefix: str, texts: list[str]) -> None:
         self.stream.write("".join(f"{prefix} {text}\n" for text in texts))
@@ -98,6 +96,8 @@ class ManagedContainer:
     url: str
     log_path: Path
     sink: LogSink
+    #: Seconds each start (the first and every restart) has to pass /ping.
+    startup_window: float = DEFAULT_STARTUP_WINDOW
     cwd: Path | None = None
     stop_argv: Sequence[str] | None = None
     state: State = "starting"
@@ -180,8 +180,9 @@ class ManagedContainer:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
-    async def wait_ready(self, session: aiohttp.ClientSession, window: float) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
         """Ping until 200, as SageMaker does at CreateEndpoint; fail fast if the process dies."""
+        window = self.startup_window
         deadline = time.monotonic() + window
         while True:
             if self.proc is None or self.proc.returncode is not None:
@@ -264,15 +265,20 @@ class ManagedContainer:
             self.restarts += 1
             await self.start()
             try:
-                await self.wait_ready(session, window=480)
+                await self.wait_ready(session)
                 on_event(f"{self.hostname} is up again (restart {self.restarts})")
             except StartupError as exc:
                 on_event(str(exc))
+                if not self._stopping:  # judged failed, as a first start would be: start again
+                    await self._terminate()
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM to the group, then SIGKILL after `timeout`, as SageMaker stops containers."""
         self._stopping = True
         self.state = "stopped"
+        await self._terminate(timeout)
+
+    async def _terminate(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.proc is None:
             return
         if self.proc.returncode is None:
@@ -314,16 +320,7 @@ def _session_members(sid: int) -> list[int]:
 
 
 async def gather_ready(
-    containers: Sequence[ManagedContainer],
-    session: aiohttp.ClientSession,
-    window: float,
-    on_ready: Callable[[ManagedContainer], Awaitable[None] | None] | None = None,
+    containers: Sequence[ManagedContainer], session: aiohttp.ClientSession
 ) -> None:
-    async def one(c: ManagedContainer) -> None:
-        await c.wait_ready(session, window)
-        if on_ready is not None:
-            result = on_ready(c)
-            if result is not None:
-                await result
-
-    await asyncio.gather(*(one(c) for c in containers))
+    """Every container passes /ping in its startup window; the first failure is raised."""
+    await asyncio.gather(*(c.wait_ready(session) for c in containers))

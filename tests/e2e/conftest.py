@@ -1,11 +1,16 @@
-"""Start `sm-compose up` for real, as a user does, and hand tests an unmodified boto3 client."""
+"""Start `sm-compose up` for real, as a user does, and hand tests an unmodified boto3 client.
+
+`running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
+of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,21 +18,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import boto3
+import psutil
 import pytest
-from botocore.config import Config
 
+from composer.runners.contract import free_port
 from composer.spec import load_pipeline
+from tests.conftest import runtime_client_for
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 900  # the first run builds the containers' environments
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: The test container that misbehaves on request (its inference.py says how).
+FAULTY = Path(__file__).parent / "containers" / "faulty"
 
 
 @dataclass
@@ -45,15 +48,9 @@ class Up:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self, timeout: float = 70) -> object:
-        return boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}, read_timeout=timeout),
-        )
+    def client(self, timeout: float = 70, **credentials: str) -> Any:
+        """An unmodified boto3 runtime client for its gateway (tests/conftest.py)."""
+        return runtime_client_for(self.url, timeout=timeout, **credentials)
 
     def wait_for(self, needle: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -86,10 +83,24 @@ class Up:
             raise
 
 
-def write_pipeline(folder: Path, text: str) -> Path:
+def write_pipeline(folder: Path, spec: str | dict[str, Any]) -> Path:
+    """FOLDER/pipeline.yaml: the YAML text given, or a spec as a dict (written as JSON, which is
+    YAML)."""
     path = folder / "pipeline.yaml"
-    path.write_text(text)
+    path.write_text(spec if isinstance(spec, str) else json.dumps(spec, indent=2) + "\n")
     return path
+
+
+def faulty_pipeline(
+    folder: Path, name: str, containers: dict[str, dict[str, Any]], mode: str | None = None
+) -> Path:
+    """A pipeline of FAULTY containers: hostname -> the spec fields it has besides `build`."""
+    spec: dict[str, Any] = {"name": name, **({"mode": mode} if mode else {})}
+    spec["containers"] = [
+        {"hostname": hostname, "build": str(FAULTY), **fields}
+        for hostname, fields in containers.items()
+    ]
+    return write_pipeline(folder, spec)
 
 
 def start_up(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> Up:
@@ -115,21 +126,26 @@ def start_up(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> U
     return up
 
 
+@contextlib.contextmanager
+def running_up(
+    pipeline: Path, *args: str, env: dict[str, str] | None = None, ready: float = READY_TIMEOUT
+) -> Iterator[Up]:
+    """`sm-compose up PIPELINE ARGS...`, ready, for the block; stopped (SIGTERM) after it."""
+    up = start_up(pipeline, *args, env=env)
+    try:
+        up.wait_for("ready at", ready)
+        yield up
+    finally:
+        up.stop()
+
+
 def processes_under(path: Path) -> list[tuple[int, str]]:
     """Live processes whose command line mentions `path`: leftovers after a stop."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if "State:\tZ" in status:
-            continue
-        if str(path) in cmdline:
-            found.append((int(entry.name), cmdline))
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(path) in cmdline:
+            found.append((proc.pid, cmdline))
     return found
 
 
@@ -150,21 +166,11 @@ containers:
 
 @pytest.fixture(scope="session")
 def nlp_direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    folder = tmp_path_factory.mktemp("nlp-direct")
-    up = start_up(nlp_pipeline(folder, "Direct"))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(nlp_pipeline(tmp_path_factory.mktemp("nlp-direct"), "Direct")) as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="session")
 def nlp_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    folder = tmp_path_factory.mktemp("nlp-serial")
-    up = start_up(nlp_pipeline(folder, "Serial"))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(nlp_pipeline(tmp_path_factory.mktemp("nlp-serial"), "Serial")) as up:
         yield up
-    finally:
-        up.stop()

@@ -1,6 +1,6 @@
 """Load for the reliability tests: many threads, each with its own unmodified boto3 client.
 
-Also measures an `up` process tree (processes, threads, open file descriptors) from /proc, and
+Also measures an `up` process tree (processes, threads, open file descriptors) with psutil, and
 writes figures to $COMPOSER_LOAD_REPORT (JSON, one key per scenario) for the benchmark suite.
 """
 
@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.conftest import alive
 
 #: Duration of each load run: short in CI, 30 s in the benchmark command.
 LOAD_SECONDS = float(os.environ.get("COMPOSER_LOAD_SECONDS", "5"))
@@ -173,49 +176,26 @@ class TreeUsage:
         return {"processes": self.processes, "threads": self.threads, "fds": self.fds}
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command may contain spaces and parentheses: fields follow the last ")"
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        kids.setdefault(int(fields[1]), []).append(int(entry.name))
-    return kids
-
-
-def tree(pid: int) -> list[int]:
+def tree(pid: int) -> list[psutil.Process]:
     """`pid` and all its live descendants."""
-    kids = _children()
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(kids.get(p, []))
-    return found
+    root = psutil.Process(pid)
+    return alive([root, *root.children(recursive=True)])
 
 
 def usage(pid: int) -> TreeUsage:
     processes = threads = fds = 0
     by_process: dict[str, tuple[int, int]] = {}
-    for p in tree(pid):
+    for proc in tree(pid):
         try:
-            n_fds = len(os.listdir(f"/proc/{p}/fd"))
-            status = Path(f"/proc/{p}/status").read_text()
-            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
-        except OSError:
+            with proc.oneshot():
+                n_threads, n_fds = proc.num_threads(), proc.num_fds()
+                cmd = " ".join(proc.cmdline())[:80]
+        except psutil.NoSuchProcess:
             continue  # ended while we looked
-        n_threads = int(status.split("Threads:", 1)[1].split()[0])
         processes += 1
         threads += n_threads
         fds += n_fds
-        by_process[f"{p} {cmd}"] = (n_threads, n_fds)
+        by_process[f"{proc.pid} {cmd}"] = (n_threads, n_fds)
     return TreeUsage(processes, threads, fds, by_process)
 
 

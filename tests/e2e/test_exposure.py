@@ -1,86 +1,48 @@
 """What `up` exposes: every socket it listens on is loopback unless --host says otherwise (and then
 it warns), and planted AWS credentials appear in none of its output or log files.
 
-Sockets are found as `ss -ltnp` finds them: the socket inodes held open by the run's processes
-(`up` and all its descendants), looked up in /proc/net/tcp and /proc/net/tcp6.
+Sockets are found as `ss -ltnp` finds them (psutil's net_connections): the listening TCP sockets
+held open by the run's processes, `up` and all its descendants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import boto3
+import psutil
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.integration.test_secrets import PLANTED, PLANTED_ENV, PLANTED_SPEC
 
-from .conftest import READY_TIMEOUT, Up, start_up, write_pipeline
+from .conftest import Up, faulty_pipeline, running_up
+from .loadgen import tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAULTY = Path(__file__).parent / "containers" / "faulty"
-LISTEN = "0A"
-
 
 def descendants(roots: Iterable[int]) -> set[int]:
-    """`roots` and every process below them."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    """`roots` and every live process below them."""
     found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
+    for pid in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found |= {p.pid for p in tree(pid)}
     return found
-
-
-def _address(hex_address: str) -> str:
-    raw = bytes.fromhex(hex_address)
-    if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return socket.inet_ntop(socket.AF_INET6, words)
 
 
 def listening(pids: Iterable[int]) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket in LISTEN state held by one of `pids`."""
-    inodes: set[str] = set()
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = fd.readlink()
-            except OSError:
-                continue
-            if str(target).startswith("socket:["):
-                inodes.add(str(target)[8:-1])
     found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for row in Path(table).read_text().splitlines()[1:]:
-            fields = row.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == LISTEN and inode in inodes:
-                address, _, port = local.partition(":")
-                found.add((_address(address), int(port, 16)))
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found |= {
+                (c.laddr.ip, c.laddr.port)
+                for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
     return found
 
 
@@ -99,44 +61,25 @@ def assert_only_loopback(found: set[tuple[str, int]], *, besides: set[tuple[str,
 
 
 def pipeline(folder: Path) -> Path:
-    env = "".join(f"      {k}: {v}\n" for k, v in PLANTED_SPEC.items())
-    text = f"""
-name: exposure
-mode: Serial
-containers:
-  - hostname: first
-    build: {FAULTY}
-    environment:
-{env}  - hostname: second
-    build: {FAULTY}
-"""
-    return write_pipeline(folder, text)
-
-
-def planted_client(up: Up) -> Any:
-    """boto3 signing with the planted credentials: the Authorization header carries the key id."""
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=up.url,
-        region_name="us-east-1",
-        aws_access_key_id=PLANTED_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=PLANTED_ENV["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=PLANTED_ENV["AWS_SESSION_TOKEN"],
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
-    )
+    containers = {"first": {"environment": PLANTED_SPEC}, "second": {}}
+    return faulty_pipeline(folder, "exposure", containers, mode="Serial")
 
 
 def test_up_listens_on_loopback_only_and_prints_no_secret(tmp_path: Path) -> None:
-    up = start_up(pipeline(tmp_path), env=PLANTED_ENV)
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(pipeline(tmp_path), env=PLANTED_ENV) as up:
         found = listening(descendants([up.proc.pid]))
         ports = container_ports(up)
         assert len(ports) == 2
         assert {("127.0.0.1", up.port)} | {("127.0.0.1", p) for p in ports} <= found
         assert_only_loopback(found, besides=set())
 
-        client = planted_client(up)
+        # signed with the planted credentials: the Authorization header carries the key id
+        client = up.client(
+            timeout=30,
+            access_key=PLANTED_ENV["AWS_ACCESS_KEY_ID"],
+            secret_key=PLANTED_ENV["AWS_SECRET_ACCESS_KEY"],
+            session_token=PLANTED_ENV["AWS_SESSION_TOKEN"],
+        )
         answer = client.invoke_endpoint(
             EndpointName="exposure", Body=json.dumps({"a": 1}), ContentType="application/json"
         )
@@ -147,7 +90,6 @@ def test_up_listens_on_loopback_only_and_prints_no_secret(tmp_path: Path) -> Non
             )
         with pytest.raises(ClientError, match="ValidationError"):
             client.invoke_endpoint(EndpointName="other", Body=b"{}")
-    finally:
         assert up.stop() == 0
     texts = {"up output": "\n".join(up.lines)}
     for path in up.state.rglob("*"):
@@ -160,9 +102,7 @@ def test_up_listens_on_loopback_only_and_prints_no_secret(tmp_path: Path) -> Non
 
 
 def test_host_beyond_loopback_warns_and_containers_stay_on_loopback(tmp_path: Path) -> None:
-    up = start_up(pipeline(tmp_path), "--host", "0.0.0.0")
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(pipeline(tmp_path), "--host", "0.0.0.0") as up:
         warning = up.wait_for("warning: the gateway listens on 0.0.0.0", 5)
         assert "reachable from other machines" in warning
         assert "no authentication" in warning
@@ -170,5 +110,4 @@ def test_host_beyond_loopback_warns_and_containers_stay_on_loopback(tmp_path: Pa
         assert ("0.0.0.0", up.port) in found
         assert {("127.0.0.1", p) for p in container_ports(up)} <= found
         assert_only_loopback(found, besides={("0.0.0.0", up.port)})
-    finally:
         assert up.stop() == 0

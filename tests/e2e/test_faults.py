@@ -1,12 +1,14 @@
 """Faults under `sm-compose up`, each answered as SageMaker would and none leaving a request hung.
 
 kill -9 of a container under load, nginx or gunicorn dying inside one, a container that hangs, a
-container that never becomes healthy, and SIGTERM to `up` under load. Measured figures (recovery
+container that never becomes healthy (at its first start, or after a crash), and SIGTERM to `up`
+under load. Measured figures (recovery
 time, failures) are printed and merged into $COMPOSER_LOAD_REPORT when it is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,15 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import READY_TIMEOUT, Up, processes_under, start_up, write_pipeline
-from .loadgen import Load, Outcome, error_name, report, tree
+from .conftest import READY_TIMEOUT, Up, faulty_pipeline, processes_under, running_up, start_up
+from .loadgen import Load, Outcome, error_name, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAULTY = Path(__file__).parent / "containers" / "faulty"
 RECOVERY_BOUND = 10.0  # issue 8: traffic recovers within 10 s of a kill -9
 VICTIM_TIMEOUT = 5.0
 HANG_TIMEOUT = 2.0
@@ -33,30 +35,16 @@ HANG_TIMEOUT = 2.0
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """One container per fault, so each is restarted once (with the first, 1 s backoff)."""
+    containers = {
+        "victim": {"invocation_timeout": VICTIM_TIMEOUT},
+        "steady": {},
+        "hangs": {"invocation_timeout": HANG_TIMEOUT},
+        "nginx-dies": {},
+        "gunicorn-dies": {},
+    }
     folder = tmp_path_factory.mktemp("faults")
-    text = f"""
-name: faults
-mode: Direct
-containers:
-  - hostname: victim
-    build: {FAULTY}
-    invocation_timeout: {VICTIM_TIMEOUT}
-  - hostname: steady
-    build: {FAULTY}
-  - hostname: hangs
-    build: {FAULTY}
-    invocation_timeout: {HANG_TIMEOUT}
-  - hostname: nginx-dies
-    build: {FAULTY}
-  - hostname: gunicorn-dies
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(faulty_pipeline(folder, "faults", containers, mode="Direct")) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def invoke(client: Any, up: Up, target: str | None, body: Any) -> dict[str, Any]:
@@ -84,15 +72,10 @@ _MASTERS = {"nginx": "nginx: master", "gunicorn": " -m gunicorn "}
 def master_of(serve: int, program: str) -> int:
     """nginx's or gunicorn's master: the child of `serve` running `program`."""
     needle = _MASTERS[program]
-    for pid in tree(serve)[1:]:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        ppid = int(status.split("PPid:", 1)[1].split()[0])
-        if ppid == serve and needle in cmd:
-            return pid
+    for child in psutil.Process(serve).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if needle in " ".join(child.cmdline()):
+                return child.pid
     raise AssertionError(f"no {program} under serve {serve}")
 
 
@@ -220,18 +203,9 @@ def test_a_hung_container_times_out_and_the_others_keep_serving(faults: Up) -> N
 
 def test_a_container_that_never_becomes_healthy_fails_up_naming_it(tmp_path: Path) -> None:
     """/ping never answers 200 (its model loads forever): `up` names it, with its last lines."""
-    text = f"""
-name: stuck
-mode: Direct
-containers:
-  - hostname: stuck
-    build: {FAULTY}
-    environment:
-      FAULTY_HANG_ON_LOAD: "1"
-  - hostname: fine
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(tmp_path, text), "--startup-timeout", "5")
+    containers = {"stuck": {"environment": {"FAULTY_HANG_ON_LOAD": "1"}}, "fine": {}}
+    pipeline = faulty_pipeline(tmp_path, "stuck", containers, mode="Direct")
+    up = start_up(pipeline, "--startup-timeout", "5")
     code = up.proc.wait(timeout=READY_TIMEOUT)
     assert code != 0
     errors = [i for i, line in enumerate(up.lines) if line.startswith("error:")]
@@ -250,49 +224,63 @@ containers:
     assert not processes_under(tmp_path / ".composer")
 
 
+def test_a_restart_that_never_becomes_healthy_fails_within_the_startup_window(
+    tmp_path: Path,
+) -> None:
+    """A crashed container's restart has the same window as its first start (not 480 s)."""
+    env = {"FAULTY_HANG_AFTER_FIRST_LOAD": str(tmp_path / "loaded-once")}
+    pipeline = faulty_pipeline(tmp_path, "relapse", {"relapse": {"environment": env}})
+    with running_up(pipeline, "--startup-timeout", "5") as up:
+        os.kill(serve_pid(up, "relapse"), signal.SIGKILL)
+        up.wait_for("sm-compose: relapse exited with status -9; restarting in 1s", 10)
+        restarted = time.monotonic()
+        failed = up.wait_for("did not pass the ping health check", 60)
+        assert failed.startswith(
+            "sm-compose: container relapse did not pass the ping health check in 5s"
+        ), failed
+        assert time.monotonic() - restarted < 30
+        # judged failed, it is stopped and started again (after the next backoff)
+        up.wait_for("sm-compose: relapse exited with status", 60)
+        up.wait_for("restarting in 2s", 60)
+        assert up.stop() == 0
+    time.sleep(0.5)
+    assert not processes_under(tmp_path / ".composer")
+
+
 def test_sigterm_under_load_finishes_in_flight_requests_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:
-    text = f"""
-name: draining
-mode: Direct
-containers:
-  - hostname: echo
-    build: {FAULTY}
-  - hostname: other
-    build: {FAULTY}
-  - hostname: slow
-    build: {FAULTY}
-    invocation_timeout: 3
-"""
-    up = start_up(write_pipeline(tmp_path, text))
-    up.wait_for("ready at", READY_TIMEOUT)
-    targets = {0: "echo", 1: "other"}
+    containers = {"echo": {}, "other": {}, "slow": {"invocation_timeout": 3}}
+    with running_up(faulty_pipeline(tmp_path, "draining", containers, mode="Direct")) as up:
+        targets = {0: "echo", 1: "other"}
 
-    def call(client: Any, i: int) -> None:
-        assert invoke(client, up, targets[i % 2], {"sleep": 0.1, "i": i}) == {"sleep": 0.1, "i": i}
+        def call(client: Any, i: int) -> None:
+            assert invoke(client, up, targets[i % 2], {"sleep": 0.1, "i": i}) == {
+                "sleep": 0.1,
+                "i": i,
+            }
 
-    overlong: list[BaseException | None] = []
+        overlong: list[BaseException | None] = []
 
-    def past_its_timeout() -> None:
+        def past_its_timeout() -> None:
+            try:
+                invoke(up.client(), up, "slow", {"sleep": 6})
+                overlong.append(None)
+            except (ClientError, OSError) as exc:
+                overlong.append(exc)
+
+        load = Load(up.client, call, 32).start()
+        slow = threading.Thread(target=past_its_timeout)
+        slow.start()
+        time.sleep(1.5)
+        termed = time.monotonic()
+        up.proc.send_signal(signal.SIGTERM)
         try:
-            invoke(up.client(), up, "slow", {"sleep": 6})
-            overlong.append(None)
-        except (ClientError, OSError) as exc:
-            overlong.append(exc)
-
-    load = Load(up.client, call, 32).start()
-    slow = threading.Thread(target=past_its_timeout)
-    slow.start()
-    time.sleep(1.5)
-    termed = time.monotonic()
-    up.proc.send_signal(signal.SIGTERM)
-    try:
-        code = up.proc.wait(timeout=150)
-    finally:
-        result = load.stop()
-        slow.join(30)
-    stopped = time.monotonic()
+            code = up.proc.wait(timeout=150)
+        finally:
+            result = load.stop()
+            slow.join(30)
+        stopped = time.monotonic()
 
     in_flight = [o for o in result.outcomes if o.started < termed < o.ended]
     later = [o for o in result.outcomes if o.started >= termed]
@@ -323,20 +311,12 @@ containers:
 
 
 def _run_dir(pid: int) -> Path:
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"COMPOSER_RUN_DIR=")]
-    return Path(value.decode())
+    return Path(psutil.Process(pid).environ()["COMPOSER_RUN_DIR"])
 
 
 def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> None:
     """serve cannot clean up after a SIGKILL; `up` owns the folder and removes it."""
-    up = start_up(
-        write_pipeline(
-            tmp_path, f"name: litter\ncontainers:\n  - hostname: one\n    build: {FAULTY}\n"
-        )
-    )
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(faulty_pipeline(tmp_path, "litter", {"one": {}})) as up:
         pid = serve_pid(up, "one")
         folder = _run_dir(pid)
         left = list(folder.glob("serve-*"))
@@ -345,7 +325,4 @@ def test_a_killed_container_leaves_no_run_files_once_up_ends(tmp_path: Path) -> 
         up.wait_for("one is up again", 30)
         assert left[0].exists(), "the killed serve's folder is what this test is about"
         assert up.stop() == 0
-    finally:
-        if up.proc.poll() is None:
-            up.stop()
     assert not folder.parent.exists()

@@ -20,7 +20,7 @@ import pytest
 from composer.client import EndpointClient, InvocationError
 from tests.integration.aws_fixtures import MotoServer
 
-from .conftest import REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, start_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,55 +47,32 @@ def _models(folder: Path) -> Path:
     return models
 
 
+def _models_container(folder: Path, **fields: Any) -> dict[str, Any]:
+    """The multi-model test container, over test models freshly written under `folder`."""
+    model_data = str(_models(folder))
+    container = {"hostname": "models", "build": str(FIXTURE / "mme"), "multi_model": True}
+    return {**container, "model_data": model_data, **fields}
+
+
 @pytest.fixture(scope="module")
 def mme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     folder = tmp_path_factory.mktemp("mme")
-    models = _models(folder)
-    pipeline = write_pipeline(
-        folder,
-        f"""
-name: mme
-containers:
-  - hostname: models
-    build: {FIXTURE / "mme"}
-    multi_model: true
-    model_data: {models}
-    environment:
-      COMPOSER_MME_MAX_MODELS: "2"
-""",
-    )
-    up = start_up(pipeline)
-    try:
-        up.wait_for("ready at", 900)
+    models = _models_container(folder, environment={"COMPOSER_MME_MAX_MODELS": "2"})
+    with running_up(write_pipeline(folder, {"name": "mme", "containers": [models]})) as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def mme_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     folder = tmp_path_factory.mktemp("mme-serial")
-    models = _models(folder)
-    pipeline = write_pipeline(
-        folder,
-        f"""
-name: mme-serial
-mode: Serial
-containers:
-  - hostname: models
-    build: {FIXTURE / "mme"}
-    multi_model: true
-    model_data: {models}
-  - hostname: shout
-    build: {FIXTURE / "echo"}
-""",
-    )
-    up = start_up(pipeline)
-    try:
-        up.wait_for("ready at", 900)
+    shout = {"hostname": "shout", "build": str(FIXTURE / "echo")}
+    spec = {
+        "name": "mme-serial",
+        "mode": "Serial",
+        "containers": [_models_container(folder), shout],
+    }
+    with running_up(write_pipeline(folder, spec)) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def _invoke(up: Up, model: str | None, doc: Any = None, endpoint: str | None = None) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import READY_TIMEOUT, REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,12 +27,8 @@ def multi_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """The shipped file, its relative paths made absolute, in a private folder."""
     folder = tmp_path_factory.mktemp("nlp-multi-serial")
     text = (REPO / "pipelines" / "nlp-multi-serial.yaml").read_text()
-    up = start_up(write_pipeline(folder, text.replace("../", f"{REPO}/")))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(write_pipeline(folder, text.replace("../", f"{REPO}/"))) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def _invoke(up: Up, model: str, body: Any) -> Any:

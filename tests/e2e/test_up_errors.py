@@ -12,53 +12,27 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import READY_TIMEOUT, Up, processes_under, start_up, write_pipeline
+from .conftest import READY_TIMEOUT, Up, faulty_pipeline, processes_under, running_up, start_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAULTY = Path(__file__).parent / "containers" / "faulty"
 LIMIT = 6291456
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    containers = {"faulty": {"invocation_timeout": 2}, "echo": {}}
     folder = tmp_path_factory.mktemp("faulty")
-    text = f"""
-name: faulty
-mode: Direct
-containers:
-  - hostname: faulty
-    build: {FAULTY}
-    invocation_timeout: 2
-  - hostname: echo
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    with running_up(faulty_pipeline(folder, "faulty", containers, mode="Direct")) as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def faulty_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     folder = tmp_path_factory.mktemp("faulty-chain")
-    text = f"""
-name: faulty-chain
-mode: Serial
-containers:
-  - hostname: first
-    build: {FAULTY}
-  - hostname: second
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(folder, text))
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    containers: dict[str, dict[str, Any]] = {"first": {}, "second": {}}
+    with running_up(faulty_pipeline(folder, "faulty-chain", containers, mode="Serial")) as up:
         yield up
-    finally:
-        up.stop()
 
 
 def call(up: Up, body: Any, **kwargs: Any) -> dict[str, Any]:
@@ -163,15 +137,8 @@ def test_metrics_count_invocations_per_container(faulty: Up) -> None:
 
 
 def test_startup_failure_names_the_container_and_shows_its_log(tmp_path: Path) -> None:
-    text = f"""
-name: broken
-containers:
-  - hostname: broken
-    build: {FAULTY}
-    environment:
-      FAULTY_FAIL_ON_LOAD: "the model is missing its weights"
-"""
-    up = start_up(write_pipeline(tmp_path, text))
+    env = {"FAULTY_FAIL_ON_LOAD": "the model is missing its weights"}
+    up = start_up(faulty_pipeline(tmp_path, "broken", {"broken": {"environment": env}}))
     code = up.proc.wait(timeout=READY_TIMEOUT)
     output = "\n".join(up.lines)
     assert code != 0
@@ -182,15 +149,8 @@ containers:
 
 
 def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
-    text = f"""
-name: quick
-containers:
-  - hostname: quick
-    build: {FAULTY}
-"""
-    up = start_up(write_pipeline(tmp_path, text))
-    up.wait_for("ready at", READY_TIMEOUT)
-    assert processes_under(tmp_path / ".composer"), "serve, nginx and gunicorn are running"
-    assert up.stop(signal.SIGTERM) == 0
+    with running_up(faulty_pipeline(tmp_path, "quick", {"quick": {}})) as up:
+        assert processes_under(tmp_path / ".composer"), "serve, nginx and gunicorn are running"
+        assert up.stop(signal.SIGTERM) == 0
     time.sleep(0.5)
     assert not processes_under(tmp_path / ".composer")

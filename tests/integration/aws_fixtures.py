@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import boto3
 
 from composer.aws.clients import Clients
+from composer.runners.contract import free_port
 from tests.aws_pipelines import REGION
 
 # botocore names them after service ids: "Application Auto Scaling" -> APPLICATION_AUTO_SCALING.
@@ -119,12 +119,6 @@ def recorded_clients(recorder: Recorder) -> Clients:
 
 
 # --- moto's standalone server -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -20,16 +20,16 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
 
 from composer.aws.deploy import deploy
 from composer.aws.plan import preflight
 from composer.aws.report import Quiet
 from composer.client import AsyncInvocationFailed, EndpointClient
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
-from composer.runners.local import running_endpoint
+from composer.runners.endpoint import running_endpoint
 from composer.spec import load_pipeline
 from tests.aws_pipelines import ROLE
+from tests.conftest import runtime_client_for
 from tests.integration.aws_fixtures import MotoServer, Recorder, recorded_clients
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
@@ -109,11 +109,7 @@ def endpoint(buckets: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def _runtime(url: str) -> Any:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return runtime_client_for(url)
 
 
 def _put(body: bytes) -> str:

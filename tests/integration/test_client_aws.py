@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 
 from composer.client import EndpointClient
@@ -13,15 +13,11 @@ from tests.integration.aws_fixtures import MotoServer
 pytestmark = pytest.mark.aws
 
 
-def test_target_model_and_hostname_reach_the_wire(moto: MotoServer) -> None:
+def test_target_model_and_hostname_reach_the_wire(
+    moto: MotoServer, runtime_client: Callable[..., Any]
+) -> None:
     env = moto.env()
-    client = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=moto.url,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = runtime_client(moto.url, region=env["AWS_DEFAULT_REGION"])
     sent: list[dict[str, Any]] = []
     client.meta.events.register(
         "before-send.sagemaker-runtime.InvokeEndpoint",

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from composer.errors import UsageError
 from composer.render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL, render_dockerfile
+from composer.runners.contract import free_port
 from composer.runners.engine import Engine, EngineError
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -82,12 +82,6 @@ print(f"stub serving on 127.0.0.1:{port}", flush=True)
 server.serve_forever()
 print("stub stopped on SIGTERM", flush=True)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -180,7 +174,7 @@ def test_run_ping_stop_remove(engine: Engine, stub_image: Built, tmp_path: Path)
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.bin").write_bytes(b"\0" * 16)
-    port = _free_port()
+    port = free_port()
     name = f"composer-engine-test-{uuid.uuid4().hex[:8]}"
     token = uuid.uuid4().hex
     started = time.monotonic()
@@ -282,7 +276,7 @@ def _registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[str]:
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry is not installed (scripts/setup-podman.sh installs it)")
-    port = _free_port()
+    port = free_port()
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: composer-test\n    path: {htpasswd}\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -13,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp import web
-from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from composer.client import EndpointClient, InvokeResult
@@ -25,6 +22,8 @@ from composer.client import ValidationError as ClientValidationError
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.gateway import errors as gw_errors
 from composer.gateway.metrics import GatewayMetrics
+from composer.runners.contract import free_port
+from tests.conftest import runtime_client_for
 
 LIMIT = 6291456
 CUSTOM = "X-Amzn-SageMaker-Custom-Attributes"
@@ -123,10 +122,7 @@ class Containers:
 
 
 def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="module")
@@ -177,14 +173,7 @@ def serial(containers: Containers) -> Iterator[ThreadedGateway]:
 
 
 def _runtime(url: str) -> Any:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return runtime_client_for(url)
 
 
 def _error(client: Any, exc_name: str, **params: Any) -> dict[str, Any]:

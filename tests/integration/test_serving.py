@@ -15,27 +15,23 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from composer.render.context import write_build_context
 from composer.runners.envs import ensure_env, python_of
 from composer.runners.modeldata import prepare_model_dir
 from composer.spec import load_pipeline
+from tests.conftest import alive
 
 pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 APPLE = "Apple is looking at buying U.K. startup for $1 billion"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -90,20 +86,6 @@ class Served:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=40)
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    kids = [int(x) for x in out.stdout.split()]
-    return kids + [g for k in kids for g in _descendants(k)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "State:\tZ" not in status
 
 
 @dataclass
@@ -172,7 +154,9 @@ def textblob_ctx(tmp_path_factory: pytest.TempPathFactory) -> Context:
 
 
 @pytest.fixture(scope="module")
-def spacy(spacy_ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def spacy(
+    spacy_ctx: Context, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[Served]:
     served = spacy_ctx.serve(tmp_path_factory.mktemp("logs"), free_port())
     served.wait_ready()
     yield served
@@ -180,7 +164,9 @@ def spacy(spacy_ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def textblob(textblob_ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def textblob(
+    textblob_ctx: Context, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[Served]:
     served = textblob_ctx.serve(tmp_path_factory.mktemp("logs"), free_port())
     served.wait_ready()
     yield served
@@ -250,7 +236,9 @@ def test_errors_are_json_and_the_worker_keeps_serving(
     assert spacy.post(b'{"text": "still here"}')[0] == 200
 
 
-def test_handler_exception_is_500(tmp_path: Path, textblob_ctx: Context) -> None:
+def test_handler_exception_is_500(
+    tmp_path: Path, textblob_ctx: Context, free_port: Callable[[], int]
+) -> None:
     code = textblob_ctx.path / "code"
     broken = code / "broken.py"
     broken.write_text(
@@ -299,7 +287,9 @@ def test_custom_attributes_come_back(textblob: Served) -> None:
 
 
 def test_ping_is_503_while_loading_then_200_sigterm_and_restart(
-    tmp_path: Path, spacy_ctx: Context
+    tmp_path: Path,
+    spacy_ctx: Context,
+    free_port: Callable[[], int],
 ) -> None:
     port = free_port()
     template = (spacy_ctx.path / "nginx.conf.template").read_text()
@@ -309,11 +299,11 @@ def test_ping_is_503_while_loading_then_200_sigterm_and_restart(
         assert seen[-1] == 200
         if attempt == 0:
             assert 503 in seen, f"spaCy takes a moment to load; pings saw {seen}"
-        children = _descendants(served.proc.pid)
+        children = psutil.Process(served.proc.pid).children(recursive=True)
         assert len(children) >= 3, "nginx master and worker, gunicorn master and workers"
         assert served.stop() == 0
         time.sleep(0.3)
-        assert not [pid for pid in children if _alive(pid)], "nothing outlives serve"
+        assert not alive(children), "nothing outlives serve"
         assert (spacy_ctx.path / "nginx.conf.template").read_text() == template
 
 
@@ -347,30 +337,27 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path, textblob_ctx: Contex
     ("program", "master"), [("nginx", "nginx: master"), ("gunicorn", "gunicorn")]
 )
 def test_a_dead_child_ends_serve_with_an_error(
-    tmp_path: Path, textblob_ctx: Context, run_root: Path, program: str, master: str
+    tmp_path: Path,
+    textblob_ctx: Context,
+    run_root: Path,
+    program: str,
+    master: str,
+    free_port: Callable[[], int],
 ) -> None:
     """nginx or gunicorn dying ends `serve` non-zero, so its supervisor restarts the container."""
     served = textblob_ctx.serve(tmp_path, free_port(), COMPOSER_RUN_DIR=str(run_root))
     served.wait_ready()
-    children = _descendants(served.proc.pid)
-    direct = set(
-        subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(served.proc.pid)], capture_output=True, text=True
-        ).stdout.split()
-    )
-    found = [
-        pid
-        for pid in children
-        if str(pid) in direct and master in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
-    ]
+    serve = psutil.Process(served.proc.pid)
+    children = serve.children(recursive=True)
+    found = [p for p in serve.children() if master in " ".join(p.cmdline())]
     assert len(found) == 1, found
-    os.kill(found[0], signal.SIGKILL)  # its workers are left behind: serve must end them too
+    found[0].kill()  # its workers are left behind: serve must end them too
     assert served.proc.wait(timeout=40) != 0
     assert f"serve: {program} was killed by signal 9; stopping" in served.log.read_text()
     deadline = time.monotonic() + 40
-    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+    while alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [pid for pid in children if _alive(pid)], "serve left no orphan behind"
+    assert not alive(children), "serve left no orphan behind"
 
 
 PIDS_HANDLER = """
@@ -390,7 +377,11 @@ def predict_fn(data, model):
 
 @pytest.mark.parametrize(("preload_env", "in_worker"), [(None, True), ("true", False)])
 def test_handler_preload_false_loads_in_each_worker(
-    tmp_path: Path, textblob_ctx: Context, preload_env: str | None, in_worker: bool
+    tmp_path: Path,
+    textblob_ctx: Context,
+    preload_env: str | None,
+    in_worker: bool,
+    free_port: Callable[[], int],
 ) -> None:
     handler = textblob_ctx.path / "code" / "pids.py"
     handler.write_text(PIDS_HANDLER)
@@ -410,22 +401,27 @@ def test_handler_preload_false_loads_in_each_worker(
 
 
 def test_nothing_outlives_a_killed_serve(
-    tmp_path: Path, textblob_ctx: Context, run_root: Path
+    tmp_path: Path,
+    textblob_ctx: Context,
+    run_root: Path,
+    free_port: Callable[[], int],
 ) -> None:
     served = textblob_ctx.serve(tmp_path, free_port(), COMPOSER_RUN_DIR=str(run_root))
     served.wait_ready()
-    children = _descendants(served.proc.pid)
+    children = psutil.Process(served.proc.pid).children(recursive=True)
     assert len(children) >= 3
     served.proc.send_signal(signal.SIGKILL)  # no chance to stop its children itself
     served.proc.wait(timeout=10)
     deadline = time.monotonic() + 40
-    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+    while alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [pid for pid in children if _alive(pid)]
+    left = alive(children)
     assert not left, f"orphans after SIGKILL of serve: {left}"
 
 
-def test_the_minimal_container_is_the_documented_handler_and_serves(tmp_path: Path) -> None:
+def test_the_minimal_container_is_the_documented_handler_and_serves(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
     """containers/minimal, the folder users copy, is docs/containers.md's handler, and works."""
     doc = (REPO / "docs" / "containers.md").read_text()
     example = doc.split("A complete handler", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
@@ -471,7 +467,9 @@ def predict_fn(data, model):
 """
 
 
-def test_a_request_past_the_timeout_is_a_json_504(tmp_path: Path, textblob_ctx: Context) -> None:
+def test_a_request_past_the_timeout_is_a_json_504(
+    tmp_path: Path, textblob_ctx: Context, free_port: Callable[[], int]
+) -> None:
     handler = textblob_ctx.path / "code" / "slow.py"
     handler.write_text(SLOW_HANDLER)
     served = textblob_ctx.serve(

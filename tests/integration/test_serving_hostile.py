@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from composer.runners.modeldata import prepare_model_dir
 from composer.spec import load_pipeline
 
 from .rawhttp import Answer, build, closed_by_peer, exchange, read_answer
-from .test_serving import Context, Served, free_port
+from .test_serving import Context, Served
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,7 +44,9 @@ H_ATTRS = b"X-Amzn-SageMaker-Custom-Attributes"
 
 
 @pytest.fixture(scope="module")
-def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def echo(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("echo-hostile")
     spec = tmp / "pipeline.yaml"
     spec.write_text(f"name: echo-hostile\ncontainers:\n  - hostname: echo\n    build: {ECHO}\n")

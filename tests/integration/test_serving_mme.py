@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 from composer.render.context import write_build_context
 from composer.runners.envs import ensure_env, python_of
 from composer.spec import load_pipeline
-from tests.integration.test_serving import Context, Served, free_port
+from tests.integration.test_serving import Context, Served
 
 pytestmark = [pytest.mark.slow]
 
@@ -100,15 +100,17 @@ def models(tmp_path: Path) -> Models:
     return Models(tmp_path / "opt-ml-models")
 
 
-def start(ctx: Context, tmp: Path, **env: str) -> Served:
-    served = ctx.serve(tmp, free_port(), **env)
+def start(ctx: Context, tmp: Path, port: int, **env: str) -> Served:
+    served = ctx.serve(tmp, port, **env)
     served.wait_ready(60)
     return served
 
 
 @pytest.fixture(scope="module")
-def mme(ctx: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = start(ctx, tmp_path_factory.mktemp("logs"), **MME)
+def mme(
+    ctx: Context, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[Served]:
+    served = start(ctx, tmp_path_factory.mktemp("logs"), free_port(), **MME)
     yield served
     assert served.stop() == 0
 
@@ -259,9 +261,9 @@ def test_invocations_is_refused_in_multi_model_mode(mme: Served) -> None:
 
 
 def test_count_cap_evicts_the_least_recently_used(
-    ctx: Context, models: Models, tmp_path: Path
+    ctx: Context, models: Models, tmp_path: Path, free_port: Callable[[], int]
 ) -> None:
-    served = start(ctx, tmp_path, **MME, COMPOSER_MME_MAX_MODELS="2")
+    served = start(ctx, tmp_path, free_port(), **MME, COMPOSER_MME_MAX_MODELS="2")
     try:
         for name in ("a", "b"):
             assert load(served, name, models.make(name))[0] == 200
@@ -276,9 +278,9 @@ def test_count_cap_evicts_the_least_recently_used(
 
 
 def test_memory_budget_evicts_lru_and_507_when_a_model_alone_is_too_big(
-    ctx: Context, models: Models, tmp_path: Path
+    ctx: Context, models: Models, tmp_path: Path, free_port: Callable[[], int]
 ) -> None:
-    served = start(ctx, tmp_path, **MME, COMPOSER_MME_MEMORY_MB="100")
+    served = start(ctx, tmp_path, free_port(), **MME, COMPOSER_MME_MEMORY_MB="100")
     try:
         for name in ("m1", "m2"):
             status, answer = load(served, name, models.make(name, mb=40))
@@ -297,8 +299,10 @@ def test_memory_budget_evicts_lru_and_507_when_a_model_alone_is_too_big(
         assert served.stop() == 0
 
 
-def test_single_model_mode_has_no_models_routes(ctx: Context, tmp_path: Path) -> None:
-    served = start(ctx, tmp_path)
+def test_single_model_mode_has_no_models_routes(
+    ctx: Context, tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    served = start(ctx, tmp_path, free_port())
     try:
         status, answer = call(served, "POST", "/invocations", {"x": 1})
         assert (status, answer["model"]) == (200, "default")
@@ -309,7 +313,9 @@ def test_single_model_mode_has_no_models_routes(ctx: Context, tmp_path: Path) ->
         assert served.stop() == 0
 
 
-def test_bad_multi_model_settings_exit_2(ctx: Context, tmp_path: Path) -> None:
+def test_bad_multi_model_settings_exit_2(
+    ctx: Context, tmp_path: Path, free_port: Callable[[], int]
+) -> None:
     for env, message in [
         ({"COMPOSER_MME_MEMORY_MB": "lots"}, "COMPOSER_MME_MEMORY_MB: got 'lots'"),
         ({"COMPOSER_MME_MAX_MODELS": "0"}, "COMPOSER_MME_MAX_MODELS: got 0; allowed is 1 to"),

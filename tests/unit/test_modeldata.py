@@ -16,6 +16,7 @@ from composer.runners.modeldata import (
     MAX_BYTES_ENV,
     ModelDataError,
     check_members,
+    extract_archive,
     max_model_bytes,
     prepare_model_dir,
 )
@@ -140,16 +141,21 @@ def test_gzip_bomb_is_refused_at_its_header(
     assert not any(work.iterdir())
 
 
-def test_the_cap_also_counts_the_bytes_written(tmp_path: Path) -> None:
-    """The second count: were a header to understate, writing still stops at the cap."""
+def test_the_cap_also_counts_the_bytes_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second count: were the headers to pass (one that understates), writing still stops
+    at the cap, and nothing is left."""
+
+    def headers_pass(tar: tarfile.TarFile, shown: str, cap: int | None = None) -> object:
+        return check_members(tar, shown, cap=1024**3)
+
+    monkeypatch.setattr(modeldata, "check_members", headers_pass)
     archive = make_bomb(tmp_path / "bomb.tar.gz", 8 * 1024**2)
-    root = tmp_path / "out"
-    root.mkdir()
-    with tarfile.open(archive, "r:gz") as tar:
-        members = check_members(tar, str(archive), cap=1024**3)  # headers pass this cap
-        with pytest.raises(ModelDataError, match=r"'weights\.bin' takes the archive past"):
-            modeldata._write_members(tar, members, root, str(archive), cap=3 * 1024**2)
-    assert (root / "weights.bin").stat().st_size <= 3 * 1024**2
+    before = tree(tmp_path)
+    with pytest.raises(ModelDataError, match=r"'weights\.bin' takes the archive past"):
+        extract_archive(archive, tmp_path / "out", cap=3 * 1024**2)
+    assert tree(tmp_path) == before
 
 
 def test_an_archive_under_the_cap_is_extracted(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import crossplane
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from composer.render.context import _nginx_template, context_digest, write_build
+from composer.render.context import context_digest, write_build
 from composer.render.nginx import render_nginx_template
 from composer.serving.serve import render_config
 from composer.spec import load_pipeline
@@ -44,24 +46,27 @@ def test_nginx_template_matches_golden() -> None:
 
 
 def test_the_template_is_rendered_once_per_machine_then_read_from_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    """A build pays nginx-config-builder's import once; later ones (and `up`) read the cache."""
-    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(tmp_path / "cache"))
-    pipeline = load_pipeline(REPO / "pipelines" / "nlp-direct.yaml")
-    _nginx_template.cache_clear()
-    try:
-        write_build(pipeline, tmp_path / "first")
-        (cached,) = (tmp_path / "cache" / "nginx").iterdir()
-        assert cached.read_text() == (GOLDEN / "nginx.conf.template").read_text()
-        cached.write_text("# from the cache\n")  # proves the next build reads it
-        _nginx_template.cache_clear()
-        write_build(pipeline, tmp_path / "second")
-        assert (tmp_path / "second" / "spacy" / "nginx.conf.template").read_text() == (
-            "# from the cache\n"
-        )
-    finally:
-        _nginx_template.cache_clear()
+    """A build pays nginx-config-builder's import once; later ones (and `up`) read the cache.
+
+    Each build is its own `sm-compose build`, as a user runs them: a fresh process.
+    """
+    env = {**os.environ, "COMPOSER_CACHE_DIR": str(tmp_path / "cache")}
+    pipeline = str(REPO / "pipelines" / "nlp-direct.yaml")
+
+    def build(out: Path) -> None:
+        argv = [sys.executable, "-m", "composer", "build", pipeline, "--out", str(out)]
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+
+    build(tmp_path / "first")
+    (cached,) = (tmp_path / "cache" / "nginx").iterdir()
+    assert cached.read_text() == (GOLDEN / "nginx.conf.template").read_text()
+    cached.write_text("# from the cache\n")  # proves the next build reads it
+    build(tmp_path / "second")
+    assert (tmp_path / "second" / "spacy" / "nginx.conf.template").read_text() == (
+        "# from the cache\n"
+    )
 
 
 def test_rendered_nginx_conf_parses_and_has_what_sagemaker_needs(tmp_path: Path) -> None:

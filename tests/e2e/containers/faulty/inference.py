@@ -3,7 +3,9 @@
 The body is JSON: {"status": N} answers with that HTTP status (via an exception),
 {"sleep": S} sleeps S seconds first, {"grow": N} answers N bytes; anything else is echoed.
 FAULTY_FAIL_ON_LOAD=reason makes the model fail to load; FAULTY_HANG_ON_LOAD=1 makes loading
-never end (so /ping never answers 200).
+never end (so /ping never answers 200); FAULTY_HANG_AFTER_FIRST_LOAD=path loads once (and
+creates that file), then hangs like FAULTY_HANG_ON_LOAD at every later start: a container that
+crashes and never becomes healthy again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ def model_fn(model_dir: str) -> dict[str, str]:
     reason = os.environ.get("FAULTY_FAIL_ON_LOAD")
     if reason:
         raise RuntimeError(reason)
-    if os.environ.get("FAULTY_HANG_ON_LOAD"):
+    once = os.environ.get("FAULTY_HANG_AFTER_FIRST_LOAD")
+    if once and not os.path.exists(once):
+        open(once, "w").close()
+    elif once or os.environ.get("FAULTY_HANG_ON_LOAD"):
         print("faulty: loading the model forever", flush=True)
         while True:
             time.sleep(3600)
