@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -19,6 +21,8 @@ from .connections import Connections
 from .fastpath import FastPath
 from .metrics import GatewayMetrics
 from .registry import EndpointRegistry
+
+T = TypeVar("T")
 
 
 class Gateway:
@@ -125,6 +129,14 @@ class ThreadedGateway:
     @property
     def url(self) -> str:
         return self.gateway.url
+
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        """`fn()` run on the gateway's loop, e.g. `lambda: gw.gateway.endpoints.put(config)`."""
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=30)
 
     def start(self) -> ThreadedGateway:
         self._thread.start()
