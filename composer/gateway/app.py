@@ -131,6 +131,6 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
 
 def create_app(config: GatewayConfig, health: Health | None = None) -> web.Application:
     """The gateway for one endpoint as a plain aiohttp app (no fast path in front)."""
-    endpoints = EndpointRegistry.like(config, GatewayMetrics())
+    endpoints = EndpointRegistry(GatewayMetrics(), config)
     endpoints.put(config, health)
     return build_app(endpoints, Connections(config.client_timeout))

@@ -25,30 +25,14 @@ class EndpointRegistry:
     timeout must be the gateway's; the account is the one unknown names are reported against.
     """
 
-    def __init__(
-        self,
-        metrics: GatewayMetrics,
-        *,
-        account_id: str,
-        max_payload_bytes: int,
-        client_timeout: float,
-    ) -> None:
+    def __init__(self, metrics: GatewayMetrics, shared: GatewayConfig) -> None:
+        """`shared`: the config whose account, payload limit and client timeout all share."""
         self.metrics = metrics
-        self.account_id = account_id
-        self.max_payload_bytes = max_payload_bytes
-        self.client_timeout = client_timeout
+        self.account_id = shared.account_id
+        self.max_payload_bytes = shared.max_payload_bytes
+        self.client_timeout = shared.client_timeout
         self._by_name: dict[str, Endpoint] = {}
         self._retired: list[Endpoint] = []  # replaced or removed, async requests still queued
-
-    @classmethod
-    def like(cls, config: GatewayConfig, metrics: GatewayMetrics) -> EndpointRegistry:
-        """A registry whose shared settings are those of `config` (not yet serving it)."""
-        return cls(
-            metrics,
-            account_id=config.account_id,
-            max_payload_bytes=config.max_payload_bytes,
-            client_timeout=config.client_timeout,
-        )
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name

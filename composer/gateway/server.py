@@ -41,7 +41,7 @@ class Gateway:
         self.config = config
         self.host = host
         self.port = port
-        self.endpoints = EndpointRegistry.like(config, GatewayMetrics())
+        self.endpoints = EndpointRegistry(GatewayMetrics(), config)
         self.endpoints.put(config, health)
         self.connections = Connections(config.client_timeout)
         self.app = build_app(self.endpoints, self.connections)
