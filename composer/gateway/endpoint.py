@@ -56,7 +56,9 @@ class _Answer:
 class Endpoint:
     """One served endpoint: its config, health view, metrics, connections to its containers."""
 
-    def __init__(self, config: GatewayConfig, health: Health | None, metrics: EndpointMetrics):
+    def __init__(
+        self, config: GatewayConfig, health: Health | None, metrics: EndpointMetrics
+    ) -> None:
         self.config = config
         self.health = health
         self.metrics = metrics

@@ -6,7 +6,8 @@ shape: `POST /endpoints/NAME/invocations` with a Content-Length within the paylo
 connection's requests of that shape are parsed, answered and kept alive here; the first request
 of any other shape (other paths and methods, chunked or oversize bodies, `Expect`, a parser
 error) hands the whole connection, with the bytes received so far, to aiohttp's own handler,
-which then serves it exactly as before.
+which then serves it exactly as before. Here as there, the endpoint's `Reply` is the answer
+(written here as bytes, in one write) and connections.py sets the timeouts, ids and drain.
 """
 
 from __future__ import annotations

@@ -34,12 +34,6 @@ class EndpointRegistry:
         self._by_name: dict[str, Endpoint] = {}
         self._retired: list[Endpoint] = []  # replaced or removed, async requests still queued
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._by_name
-
-    def __len__(self) -> int:
-        return len(self._by_name)
-
     @property
     def names(self) -> list[str]:
         return sorted(self._by_name)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 H_REQUEST_ID = "x-amzn-RequestId"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that triples the cost of making one, once a request
 class Reply:
     """Status, headers (the server adds Content-Length, Date and Connection), whole body.
 
-    `close`: close the connection after this answer (a caller cut off mid-body).
+    `close`: close the connection after this answer (a caller cut off mid-body). Never changed
+    once made.
     """
 
     status: int
