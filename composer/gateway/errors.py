@@ -103,8 +103,8 @@ class ModelError(GatewayError):
         return cls(config, hostname, 0, _DOWN_TEXT.format(host=hostname, why=why))
 
 
-def unknown_endpoint(config: GatewayConfig, name: str) -> ValidationError:
-    return ValidationError(f"Endpoint {name} of account {config.account_id} not found.")
+def unknown_endpoint(account_id: str, name: str) -> ValidationError:
+    return ValidationError(f"Endpoint {name} of account {account_id} not found.")
 
 
 def oversize_request(request_id: str, limit: int, got: int | None) -> ValidationError:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import GatewayConfig, Health
 from .endpoint import BodyReader, Endpoint
-from .errors import ValidationError
+from .errors import unknown_endpoint
 from .metrics import GatewayMetrics
 from .reply import Reply
 
@@ -75,16 +75,13 @@ class EndpointRegistry:
         if endpoint.queued:  # its queued asynchronous requests still run; a stop cancels them
             self._retired.append(endpoint)
 
-    def unknown(self, name: str) -> ValidationError:
-        return ValidationError(f"Endpoint {name} of account {self.account_id} not found.")
-
     def invoke(
         self, request_id: str, name: str, headers: Mapping[str, str], body: bytes | BodyReader
     ) -> Coroutine[Any, Any, Reply]:
         """InvokeEndpoint on `name`: the endpoint's own coroutine (no await added on the way)."""
         endpoint = self._by_name.get(name)
         if endpoint is None:
-            return _ready(self.unknown(name).to_reply(request_id))
+            return self._unknown(request_id, name)
         return endpoint.invoke(request_id, headers, body)
 
     def invoke_async(
@@ -93,15 +90,14 @@ class EndpointRegistry:
         """InvokeEndpointAsync on `name`."""
         endpoint = self._by_name.get(name)
         if endpoint is None:
-            return _ready(self.unknown(name).to_reply(request_id))
+            return self._unknown(request_id, name)
         return endpoint.invoke_async(request_id, headers)
+
+    async def _unknown(self, request_id: str, name: str) -> Reply:
+        return unknown_endpoint(self.account_id, name).to_reply(request_id)
 
     async def close(self) -> None:
         """The gateway stops: every endpoint, served or retired, lets go of what it holds."""
         for endpoint in [*self._by_name.values(), *self._retired]:
             await endpoint.close()
         self._retired = []
-
-
-async def _ready(reply: Reply) -> Reply:
-    return reply
