@@ -1,16 +1,42 @@
-"""Local gateway speaking SageMaker Runtime's wire protocol in front of an endpoint's containers.
+"""Local gateway speaking SageMaker Runtime's wire protocol in front of endpoints' containers.
 
 Takes plain config objects (no composer.spec/render imports) so the runner wires it up.
+
+Where each behaviour lives:
+
+- config.py: `GatewayConfig`, `Upstream`, `AsyncSettings`, the client timeout's default;
+- registry.py: the endpoints one gateway serves, by name (lookups, atomic put/replace/remove,
+  the unknown-endpoint answer);
+- endpoint.py: InvokeEndpoint for one endpoint: Direct and Serial routing, the header and
+  variant checks, container calls and their failures, per-container metrics;
+- multimodel.py: TargetModel on a multi-model container (load, LRU eviction, reload);
+- asyncinv.py: InvokeEndpointAsync (queue, input and output locations);
+- errors.py: every failure as SageMaker's error shape; header-value limits;
+- reply.py: `Reply`, the answer both HTTP servers write;
+- connections.py: the connection policy of both servers: client timeouts, request ids, the
+  last-resort 500, linger and drain on stop, one-line logs of refused requests;
+- fastpath.py: the listening socket's protocol: plain invocations parsed and answered there;
+- app.py: aiohttp's side: every other request, routes, the 404 shape, body reading;
+- server.py: `Gateway`, `ThreadedGateway`, `start_gateway`: start and stop;
+- upstream.py: the HTTP/1.1 client to containers (kept-alive connections);
+- metrics.py: CloudWatch's metrics in Prometheus text format.
 """
 
-from .app import Gateway, ThreadedGateway, create_app, start_gateway
+from .app import create_app
 from .config import MAX_PAYLOAD_BYTES, GatewayConfig, Health, Upstream
+from .endpoint import Endpoint
+from .registry import EndpointRegistry
+from .reply import Reply
+from .server import Gateway, ThreadedGateway, start_gateway
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "Endpoint",
+    "EndpointRegistry",
     "Gateway",
     "GatewayConfig",
     "Health",
+    "Reply",
     "ThreadedGateway",
     "Upstream",
     "create_app",

@@ -17,14 +17,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-
-from aiohttp import web
 
 from .. import storage
 from .config import AsyncSettings
 from .errors import GatewayError, ValidationError
+from .reply import H_REQUEST_ID, Reply, json_reply
 
 log = logging.getLogger("composer.gateway.async")
 
@@ -83,8 +82,8 @@ def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
 
 
-def _int_header(request: web.Request, name: str, low: int, high: int, default: int) -> int:
-    raw = request.headers.get(name)
+def _int_header(h: Mapping[str, str], name: str, low: int, high: int, default: int) -> int:
+    raw = h.get(name)
     if raw is None:
         return default
     try:
@@ -121,9 +120,8 @@ class AsyncInvoker:
         self.slots = asyncio.Semaphore(settings.max_concurrent_invocations)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def accept(self, request: web.Request, request_id: str) -> web.Response:
-        """Check the request, queue it, answer 202 with where its result will be."""
-        h = request.headers
+    async def accept(self, h: Mapping[str, str], request_id: str) -> Reply:
+        """Check the request (headers `h`), queue it, answer 202 saying where its result goes."""
         location = h.get(H_INPUT)
         if not location:
             raise ValidationError(f"{H_INPUT} is required: the s3:// URI of the request body.")
@@ -137,8 +135,8 @@ class AsyncInvoker:
                 f"{H_INPUT}: got {location!r}; give s3://BUCKET/KEY (or, locally, an absolute "
                 "path)."
             )
-        ttl = _int_header(request, H_TTL, 60, 21600, DEFAULT_TTL)
-        timeout = _int_header(request, H_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT)
+        ttl = _int_header(h, H_TTL, 60, 21600, DEFAULT_TTL)
+        timeout = _int_header(h, H_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT)
         inference_id = h.get(H_INFERENCE_ID) or str(uuid.uuid4())
         if not _INFERENCE_ID.match(inference_id):
             raise ValidationError(
@@ -173,10 +171,11 @@ class AsyncInvoker:
         task = asyncio.create_task(self._run(queued), name=f"async-{inference_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        headers = {H_OUTPUT: output, "x-amzn-RequestId": request_id}
+        headers = {H_OUTPUT: output, H_REQUEST_ID: request_id}
         if s.failure_path is not None:
             headers[H_FAILURE] = failure
-        return web.json_response({"InferenceId": inference_id}, status=202, headers=headers)
+        document = {"InferenceId": inference_id}
+        return json_reply(202, document, headers, content_type="application/json; charset=utf-8")
 
     async def _run(self, q: _Queued) -> None:
         loop = asyncio.get_running_loop()

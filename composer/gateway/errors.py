@@ -7,16 +7,12 @@ name; so `client.exceptions.ModelError` carries `OriginalStatusCode` etc. in `e.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from typing import ClassVar
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
 from ..sagemaker_facts import MAX_TARGET_MODEL
 from .config import GatewayConfig
+from .reply import H_REQUEST_ID, Reply, json_reply
 
 _TIMEOUT_TEXT = (
     "Your invocation timed out while waiting for a response from container {host}. "
@@ -34,7 +30,7 @@ class GatewayError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "InternalFailure"
-    fault: ClassVar[bool] = False  # true when CloudWatch would count it as a 5XX of the endpoint
+    close: ClassVar[bool] = False  # close the connection after the answer
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,16 +39,9 @@ class GatewayError(Exception):
     def members(self) -> dict[str, object]:
         return {"Message": self.message}
 
-    def to_response(self, request_id: str) -> web.Response:
-        return web.Response(
-            status=self.status,
-            body=json.dumps(self.members()).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "x-amzn-ErrorType": self.code,
-                "x-amzn-RequestId": request_id,
-            },
-        )
+    def to_reply(self, request_id: str) -> Reply:
+        headers = {"x-amzn-ErrorType": self.code, H_REQUEST_ID: request_id}
+        return json_reply(self.status, self.members(), headers, close=self.close)
 
 
 class ValidationError(GatewayError):
@@ -67,30 +56,6 @@ class InternalFailure(GatewayError):
 
     status = 500
     code = "InternalFailure"
-    fault = True
-
-
-class ServiceUnavailable(GatewayError):
-    """HTTP 503; botocore retries it by default. Reserved: the gateway does not raise it today."""
-
-    status = 503
-    code = "ServiceUnavailable"
-    fault = True
-
-
-class ModelNotReadyException(GatewayError):
-    """HTTP 429 (multi-model and serverless only in SageMaker); kept for completeness."""
-
-    status = 429
-    code = "ModelNotReadyException"
-
-
-class InternalDependencyException(GatewayError):
-    """HTTP 530 in SageMaker's model; kept for completeness."""
-
-    status = 530
-    code = "InternalDependencyException"
-    fault = True
 
 
 class ModelError(GatewayError):
@@ -122,11 +87,6 @@ class ModelError(GatewayError):
         self.original_message = original_message
         self.log_stream_arn = config.log_stream_arn(hostname)
 
-    @property
-    def client_side(self) -> bool:
-        """A container's 4xx counts as Invocation4XXErrors; anything else as 5XX."""
-        return 400 <= self.original_status < 500
-
     def members(self) -> dict[str, object]:
         return {
             "Message": self.message,
@@ -144,8 +104,8 @@ class ModelError(GatewayError):
         return cls(config, hostname, 0, _DOWN_TEXT.format(host=hostname, why=why))
 
 
-def unknown_endpoint(config: GatewayConfig, name: str) -> ValidationError:
-    return ValidationError(f"Endpoint {name} of account {config.account_id} not found.")
+def unknown_endpoint(account_id: str, name: str) -> ValidationError:
+    return ValidationError(f"Endpoint {name} of account {account_id} not found.")
 
 
 def oversize_request(request_id: str, limit: int, got: int | None) -> ValidationError:
@@ -160,10 +120,7 @@ def oversize_request(request_id: str, limit: int, got: int | None) -> Validation
 class SlowRequest(ValidationError):
     """The caller's body did not arrive in time (slowloris); the connection is closed too."""
 
-    def to_response(self, request_id: str) -> web.Response:
-        response = super().to_response(request_id)
-        response.force_close()  # never keep reading what the caller still trickles
-        return response
+    close = True  # never keep reading what the caller still trickles
 
 
 def slow_request(request_id: str, timeout: float, got: int, declared: int | None) -> SlowRequest:
@@ -207,26 +164,3 @@ def check_headers(headers: Mapping[str, str]) -> None:
             raise ValidationError(
                 f"{member} ({header}): got {value[:40]!a}; only {allowed} characters are allowed."
             )
-
-
-class _OneLineForMalformedRequests(logging.Filter):
-    """aiohttp logs a traceback for every request its parser refuses (it answers 400 itself).
-
-    That is the caller's mistake, not the gateway's: one warning line says it all.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
-            why = (exc.message or type(exc).__name__).strip().splitlines()[0]
-            record.msg = f"{record.getMessage()}: refused with {exc.code}: {why}"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-#: The logger the gateway's HTTP server reports connection-level problems to.
-server_log = logging.getLogger("composer.gateway.http")
-server_log.addFilter(_OneLineForMalformedRequests())

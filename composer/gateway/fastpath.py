@@ -6,7 +6,8 @@ shape: `POST /endpoints/NAME/invocations` with a Content-Length within the paylo
 connection's requests of that shape are parsed, answered and kept alive here; the first request
 of any other shape (other paths and methods, chunked or oversize bodies, `Expect`, a parser
 error) hands the whole connection, with the bytes received so far, to aiohttp's own handler,
-which then serves it exactly as before.
+which then serves it exactly as before. Here as there, the endpoint's `Reply` is the answer
+(written here as bytes, in one write) and connections.py sets the timeouts, ids and drain.
 """
 
 from __future__ import annotations
@@ -15,25 +16,24 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import errors
+from .connections import Connections, last_resort, new_request_id
+from .reply import Reply
 
 _PATH = re.compile(rb"\A/endpoints/([^/?#%]+)/invocations\Z")
 _HEADER_END = b"\r\n\r\n"
-_OWN_HEADERS = frozenset({"Content-Length", "Connection", "Date"})  # written by _write itself
-# How long a stop keeps idle kept-alive connections open, answering with Connection: close.
-LINGER_SECONDS = 1.0
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
-Invoke = Callable[[str, str, CIMultiDictProxy[str], bytes], Coroutine[Any, Any, web.Response]]
+#: (request id, endpoint name, headers, body) -> the InvokeEndpoint coroutine (registry.py).
+Invoke = Callable[[str, str, Mapping[str, str], bytes], Coroutine[Any, Any, Reply]]
 
 
 class _Handoff(Exception):
@@ -55,54 +55,6 @@ class _Date:
         return cls.value
 
 
-class Connections:
-    """Every fast-path connection, so that a stop can finish in-flight answers and close."""
-
-    def __init__(self, timeout: float) -> None:
-        self.open: set[FastPath] = set()
-        self.closing = False
-        self._every = min(1.0, timeout / 4)
-        self._sweeper: asyncio.Task[None] | None = None
-
-    def add(self, conn: FastPath) -> None:
-        self.open.add(conn)
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-
-    async def _sweep(self) -> None:
-        """One timer for every connection: a request then only notes its deadline."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._every)
-            now = loop.time()
-            for conn in list(self.open):
-                conn.check_deadline(now)
-
-    async def close(self, timeout: float, linger: float = LINGER_SECONDS) -> None:
-        """Drain: answer what is in flight and what arrives on open connections, then close.
-
-        An idle kept-alive connection is not closed at once: a client may be sending on it at
-        this very moment and would see it drop unanswered (HTTP/1.1 cannot tell it apart from a
-        request that was never sent). Until nothing is in flight and at least `linger` seconds
-        have passed (at most `timeout`), every answer carries `Connection: close`.
-        """
-        self.closing = True
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        deadline = now + timeout
-        quiet_from = now + min(linger, timeout)
-        while self.open and now < deadline:
-            if now >= quiet_from and not any(c.pending for c in self.open):
-                break
-            await asyncio.sleep(0.05)
-            now = loop.time()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for conn in list(self.open):
-            conn.close()
-
-
 class FastPath(asyncio.Protocol):
     """One client connection (HTTP/1.1)."""
 
@@ -112,13 +64,12 @@ class FastPath(asyncio.Protocol):
         fallback: Callable[[], asyncio.Protocol],
         connections: Connections,
         limit: int,
-        timeout: float,
     ) -> None:
         self._invoke = invoke
         self._fallback = fallback
         self._connections = connections
         self._limit = limit
-        self._timeout = timeout
+        self._timeout = connections.timeout
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._parser: httptools.HttpRequestParser | None = None
@@ -131,6 +82,7 @@ class FastPath(asyncio.Protocol):
         self._deadline: float | None = None
         self._on_deadline: Callable[[], None] = self.close
         self._handed_off = False
+        self._task: asyncio.Task[Reply] | None = None
         self.busy = False
 
     @property
@@ -147,7 +99,7 @@ class FastPath(asyncio.Protocol):
         self._arm(self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.open.discard(self)
+        self._connections.fast.discard(self)
         self._disarm()
         self._transport = None
 
@@ -230,7 +182,7 @@ class FastPath(asyncio.Protocol):
             return
         self._handed_off = True
         self._disarm()
-        self._connections.open.discard(self)
+        self._connections.fast.discard(self)  # the drain finds it among aiohttp's now
         protocol = self._fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -249,28 +201,25 @@ class FastPath(asyncio.Protocol):
         match = _PATH.match(self._url)
         assert match is not None
         name = match.group(1).decode("latin-1")
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         headers = CIMultiDictProxy(self._headers)
         self._parser = None
         self._need = -1
-        task = asyncio.get_running_loop().create_task(self._invoke(request_id, name, headers, body))
+        self._task = task = asyncio.get_running_loop().create_task(
+            self._invoke(request_id, name, headers, body)
+        )
         task.add_done_callback(self._answered)
 
-    def _answered(self, task: asyncio.Task[web.Response]) -> None:
+    def _answered(self, task: asyncio.Task[Reply]) -> None:
         self.busy = False
+        self._task = None
         if task.cancelled():
             self.close()
             return
-        exc = task.exception()
-        if exc is not None:  # the handler answers every failure itself; this is a bug guard
-            errors.server_log.error("gateway failure", exc_info=exc)
-            response = errors.InternalFailure(
-                "The local gateway failed while handling a request; its log has the details."
-            ).to_response(str(uuid.uuid4()))
-        else:
-            response = task.result()
-        closing = self._connections.closing or not self._keep_alive
-        self._write(response, closing)
+        exc = task.exception()  # the endpoint answers every failure itself: a bug guard
+        reply = task.result() if exc is None else last_resort(new_request_id(), exc)
+        closing = self._connections.closing or not self._keep_alive or reply.close
+        self._write(reply, closing)
         if closing:
             self.close()
             return
@@ -278,20 +227,16 @@ class FastPath(asyncio.Protocol):
         if self._buf:
             self._advance()
 
-    def _write(self, response: web.Response, closing: bool) -> None:
+    def _write(self, reply: Reply, closing: bool) -> None:
+        """The reply as HTTP/1.1, in one write."""
         if self._transport is None:
             return
-        body = response.body
-        assert isinstance(body, bytes | bytearray), "fast-path answers are whole bodies"
-        status = response.status
-        reason = response.reason or _reason(status)
-        lines = "".join(
-            f"{name}: {value}\r\n"
-            for name, value in response.headers.items()
-            if name not in _OWN_HEADERS
-        )
+        status = reply.status
+        body = reply.body
+        lines = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
         head = [
-            f"HTTP/1.1 {status} {reason}\r\n{lines}".encode("latin-1"),
+            _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode(),
+            lines.encode("latin-1"),
             b"Content-Length: ",
             str(len(body)).encode(),
             b"\r\nDate: ",
@@ -328,8 +273,9 @@ class FastPath(asyncio.Protocol):
         got = max(0, len(self._buf) - self._body_at) if self._need >= 0 else 0
         declared = self._need - self._body_at if self._need >= 0 else None
         if self._need >= 0:
-            response = errors.slow_request(str(uuid.uuid4()), self._timeout, got, declared)
-            self._write(response.to_response(str(uuid.uuid4())), closing=True)
+            request_id = new_request_id()
+            slow = errors.slow_request(request_id, self._timeout, got, declared)
+            self._write(slow.to_reply(request_id), closing=True)
         self.close()
 
     def close(self) -> None:
@@ -338,13 +284,12 @@ class FastPath(asyncio.Protocol):
             with contextlib.suppress(Exception):
                 self._transport.close()
 
+    def abort(self) -> None:
+        """The drain ended: a request still unanswered is cancelled, the connection closed."""
+        if self._task is not None:
+            self._task.cancel()
+        self.close()
+
 
 class _Accepted(Exception):
     """Headers parsed and accepted: the body is counted, not parsed."""
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"

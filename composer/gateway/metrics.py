@@ -1,17 +1,20 @@
 """SageMaker's per-container CloudWatch metrics, exposed in Prometheus text format.
 
 Names follow CloudWatch (AWS/SageMaker namespace); latencies are in microseconds, as there.
-Each app owns its registry, so two gateways in one process never share counters.
+Each gateway owns its registry, so two gateways in one process never share counters; every
+endpoint it serves reports into it under its own `endpoint` label.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from .config import GatewayConfig
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE", "EndpointMetrics", "GatewayMetrics"]
 
 ENDPOINT_LEVEL = ""  # container label of what happens before/around any container
 _LABELS = ("endpoint", "variant", "container")
@@ -26,8 +29,7 @@ _BUCKETS = (
 class _Children:
     """Pre-bound label children: the hot path does no label lookups."""
 
-    def __init__(self, m: GatewayMetrics, container: str) -> None:
-        labels = (m.endpoint, m.variant, container)
+    def __init__(self, m: GatewayMetrics, labels: tuple[str, str, str]) -> None:
         self.invocations = m.invocations.labels(*labels)
         self.errors_4xx = m.errors_4xx.labels(*labels)
         self.errors_5xx = m.errors_5xx.labels(*labels)
@@ -38,9 +40,7 @@ class _Children:
 class GatewayMetrics:
     """Invocations, Invocation4XXErrors, Invocation5XXErrors, ContainerLatency, OverheadLatency."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.endpoint = config.endpoint_name
-        self.variant = config.variant_name
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.invocations = Counter(
@@ -73,11 +73,39 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
-        self._children = {c.hostname: _Children(self, c.hostname) for c in config.containers}
-        self._children[ENDPOINT_LEVEL] = _Children(self, ENDPOINT_LEVEL)
+        self.families = (
+            self.invocations,
+            self.errors_4xx,
+            self.errors_5xx,
+            self.container_latency,
+            self.overhead_latency,
+        )
+
+    def endpoint(self, config: GatewayConfig) -> EndpointMetrics:
+        return EndpointMetrics(self, config)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class EndpointMetrics:
+    """One endpoint's series: per container, and endpoint-level (`container=""`).
+
+    An endpoint served again under the same name (replaced) keeps counting in the same series.
+    """
+
+    def __init__(self, metrics: GatewayMetrics, config: GatewayConfig) -> None:
+        self._metrics = metrics
+        e, v = config.endpoint_name, config.variant_name
+        self.labels = {(e, v, c.hostname) for c in config.containers} | {(e, v, ENDPOINT_LEVEL)}
+        self._children = {labels[2]: _Children(metrics, labels) for labels in self.labels}
 
     def of(self, container: str) -> _Children:
         return self._children[container]
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def forget(self, keep: EndpointMetrics | None = None) -> None:
+        """Drop this endpoint's series from /metrics, except those `keep` (its successor) has."""
+        for labels in self.labels - (keep.labels if keep is not None else set()):
+            for family in self._metrics.families:
+                with contextlib.suppress(KeyError):  # forgotten already
+                    family.remove(*labels)

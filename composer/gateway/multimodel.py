@@ -15,7 +15,6 @@ import json
 from collections import OrderedDict
 from typing import Protocol
 
-from ..sagemaker_facts import check_target_model as check_target_model  # for app.py
 from .upstream import Answer, UpstreamPool
 
 H_TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
@@ -64,8 +63,6 @@ class MultiModelRouter:
         self.load_timeout = load_timeout
         self.loaded: OrderedDict[str, str] = OrderedDict()  # name -> TargetModel, LRU first
         self._locks: dict[str, asyncio.Lock] = {}
-        self.loads = 0
-        self.evictions = 0
 
     async def invoke(
         self, target_model: str, body: bytes, headers: dict[str, str], limit: int, timeout: float
@@ -106,7 +103,6 @@ class MultiModelRouter:
                     )
                 if answer.status in (200, 409):  # 409: loaded already (another caller won)
                     self.loaded[name] = target_model
-                    self.loads += 1
                     return
                 if answer.status == 507 and await self._evict_one(keep=name):
                     continue  # as SageMaker does: unload the least recently used, try again
@@ -123,7 +119,6 @@ class MultiModelRouter:
             if answer.status not in (200, 404):
                 raise LoadFailed(answer.status, _text(answer))
             self._forget(victim)
-            self.evictions += 1
             return True
         return False
 

@@ -160,6 +160,7 @@ class UpstreamPool:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = f"{host}:{self.port}".encode()
         self._idle: deque[_Connection] = deque()
+        self._closed = False
 
     def _request(self, method: str, path: bytes, body: bytes, headers: dict[str, str]) -> bytes:
         head = [
@@ -216,12 +217,14 @@ class UpstreamPool:
         except BaseException:
             conn.close()  # cancelled (timeout) or broken: its state is unknown
             raise
-        if conn.reusable():
+        if conn.reusable() and not self._closed:
             self._idle.append(conn)
         else:
             conn.close()
         return answer
 
     def close(self) -> None:
+        """Close the idle connections; those in use close when their request ends."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()

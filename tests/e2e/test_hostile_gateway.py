@@ -416,7 +416,7 @@ def test_slow_callers_are_cut_off_while_others_are_served(direct: Up) -> None:
 
 # ---- schemathesis against the published OpenAPI description --------------------------------
 
-_GATEWAY_ERRORS = {"InternalFailure", "InternalDependencyException"}
+_GATEWAY_ERRORS = {"InternalFailure"}
 
 
 @schemathesis.check

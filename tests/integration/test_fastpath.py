@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httptools
 import pytest
@@ -18,7 +21,10 @@ INVOKE = b"/endpoints/fast/invocations"
 
 
 class _Container:
-    """An aiohttp container answering the request body upper-cased, on its own loop."""
+    """An aiohttp container answering the request body upper-cased, on its own loop.
+
+    A body `sleep S` is answered after S seconds.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -27,11 +33,14 @@ class _Container:
 
     async def _start(self) -> None:
         async def invocations(request: web.Request) -> web.Response:
-            return web.Response(body=(await request.read()).upper(), content_type="text/plain")
+            body = await request.read()
+            if body.startswith(b"sleep "):
+                await asyncio.sleep(float(body.split()[1]))
+            return web.Response(body=body.upper(), content_type="text/plain")
 
         app = web.Application()
         app.router.add_post("/invocations", invocations)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
@@ -42,23 +51,42 @@ class _Container:
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
 
+    async def _stop(self) -> None:
+        await self.runner.cleanup()
+        sleeping = asyncio.all_tasks() - {asyncio.current_task()}  # answers nobody waits for
+        for task in sleeping:
+            task.cancel()
+        await asyncio.gather(*sleeping, return_exceptions=True)
+
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@contextlib.contextmanager
+def _serving(**config: Any) -> Iterator[ThreadedGateway]:
+    """A gateway (endpoint "fast") in front of a container of its own; both stopped after."""
+    container = _Container().start()
+    up = Upstream(hostname="c", url=container.url)
+    gw = ThreadedGateway(GatewayConfig("fast", "Serial", (up,), **config)).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        container.stop()
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[ThreadedGateway]:
-    container = _Container().start()
-    config = GatewayConfig(
-        endpoint_name="fast",
-        mode="Serial",
-        containers=(Upstream(hostname="c", url=container.url),),
-        client_timeout=2.0,
-    )
-    with ThreadedGateway(config) as gw:
+    with _serving(client_timeout=2.0) as gw:
         yield gw
-    container.stop()
+
+
+@pytest.fixture
+def own_gateway() -> Iterator[ThreadedGateway]:
+    """A gateway a test may stop."""
+    with _serving() as gw:
+        yield gw
 
 
 class _Answers:
@@ -173,43 +201,99 @@ def test_connection_close_is_honoured(gateway: ThreadedGateway) -> None:
         assert sock.recv(10) == b""
 
 
-def test_a_slow_body_is_cut_off_with_an_error(gateway: ThreadedGateway) -> None:
+CHUNKED_HEAD = (
+    b"POST /endpoints/fast/invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "got"),
+    [
+        (_post(b"0123456789")[:-5], b"got 5 of 10 bytes"),  # five bytes short, then nothing
+        (CHUNKED_HEAD + b"5\r\nhello\r\n", b"got 5 bytes"),  # aiohttp's; no last chunk
+    ],
+    ids=["fast-path", "aiohttp"],
+)
+def test_a_slow_body_is_cut_off_with_an_error(
+    gateway: ThreadedGateway, raw: bytes, got: bytes
+) -> None:
     with socket.create_connection(("127.0.0.1", _port(gateway))) as sock:
-        sock.sendall(_post(b"0123456789")[:-5])  # five bytes short, then nothing
+        sock.sendall(raw)
         [(status, headers, body)] = _read(sock, 1, timeout=15)
     assert status == 400 and headers["x-amzn-errortype"] == "ValidationError"
-    assert b"5 of 10 bytes" in body or b"5 bytes" in body
+    assert headers["connection"] == "close"
+    message = json.loads(body)["Message"]
+    assert got.decode() in message
+    # one request id: the one the message names is the one botocore reports
+    assert message.startswith(f"Request {headers['x-amzn-requestid']}: its body did not arrive")
 
 
-def test_a_stop_answers_requests_on_kept_alive_connections_then_closes() -> None:
+def _stopping(gw: ThreadedGateway, grace: float = 30.0) -> threading.Thread:
+    """`gw.stop(grace)` under way in a thread."""
+    stopping = threading.Thread(target=gw.stop, args=(grace,))
+    stopping.start()
+    time.sleep(0.2)  # the listener is closed; kept-alive connections are still open
+    return stopping
+
+
+def _answered_during(stopping: threading.Thread, sock: socket.socket) -> None:
+    """A request sent while the stop drains is answered with Connection: close; then it ends."""
+    sock.sendall(_post(b"during"))
+    [(status, headers, body)] = _read(sock, 1)
+    assert (status, body, headers["connection"]) == (200, b"DURING", "close")
+    sock.settimeout(5)
+    assert sock.recv(10) == b""
+    stopping.join(30)
+    assert not stopping.is_alive()
+
+
+def test_a_stop_answers_requests_on_kept_alive_connections_then_closes(
+    own_gateway: ThreadedGateway,
+) -> None:
     """A client may send on its pooled connection at the instant of the stop: it gets an answer."""
-    container = _Container().start()
-    config = GatewayConfig(
-        endpoint_name="fast", mode="Serial", containers=(Upstream(hostname="c", url=container.url),)
-    )
-    gw = ThreadedGateway(config).start()
-    port = _port(gw)
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port)) as idle,
-            socket.create_connection(("127.0.0.1", port)) as silent,
-        ):
-            idle.sendall(_post(b"before"))
-            assert _read(idle, 1)[0][2] == b"BEFORE"
-            stopping = threading.Thread(target=gw.stop)
-            stopping.start()
-            time.sleep(0.2)  # the listener is closed; kept-alive connections are still open
-            with pytest.raises(ConnectionRefusedError):
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            idle.sendall(_post(b"during"))
-            [(status, headers, body)] = _read(idle, 1)
-            assert (status, body, headers["connection"]) == (200, b"DURING", "close")
-            idle.settimeout(5)
-            assert idle.recv(10) == b""
-            stopping.join(30)
-            assert not stopping.is_alive()
-            silent.settimeout(5)
-            assert silent.recv(10) == b""  # never used: closed once the drain ended
-    finally:
-        gw.stop()
-        container.stop()
+    port = _port(own_gateway)
+    with (
+        socket.create_connection(("127.0.0.1", port)) as idle,
+        socket.create_connection(("127.0.0.1", port)) as silent,
+    ):
+        idle.sendall(_post(b"before"))
+        assert _read(idle, 1)[0][2] == b"BEFORE"
+        stopping = _stopping(own_gateway)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        _answered_during(stopping, idle)
+        silent.settimeout(5)
+        assert silent.recv(10) == b""  # never used: closed once the drain ended
+
+
+def test_a_stop_answers_requests_on_connections_aiohttp_serves(
+    own_gateway: ThreadedGateway,
+) -> None:
+    """A connection handed to aiohttp lingers on stop as the fast path's do."""
+    with socket.create_connection(("127.0.0.1", _port(own_gateway))) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")  # aiohttp takes it
+        [(status, headers, _)] = _read(sock, 1)
+        assert status == 200 and "aiohttp" in headers.get("server", "")
+        _answered_during(_stopping(own_gateway), sock)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [_post(b"sleep 8"), CHUNKED_HEAD + b"7\r\nsleep 8\r\n0\r\n\r\n"],
+    ids=["fast-path", "aiohttp"],
+)
+def test_a_stop_ends_what_is_still_unanswered_after_its_grace(
+    own_gateway: ThreadedGateway, raw: bytes
+) -> None:
+    """stop(grace) bounds the drain of both servers: a request still running is dropped."""
+    with socket.create_connection(("127.0.0.1", _port(own_gateway))) as sock:
+        sock.sendall(raw)
+        time.sleep(0.3)  # at the container now, for 8 s
+        started = time.monotonic()
+        stopping = _stopping(own_gateway, grace=1.0)
+        stopping.join(30)
+        took = time.monotonic() - started
+        sock.settimeout(5)
+        assert sock.recv(10) == b""  # closed without an answer
+    assert not stopping.is_alive()
+    assert took < 5, f"the stop took {took:.1f} s with a grace of 1 s"

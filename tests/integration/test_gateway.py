@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from composer.client import ModelError as ClientModelError
 from composer.client import ValidationError as ClientValidationError
 from composer.gateway import GatewayConfig, ThreadedGateway, Upstream
 from composer.gateway import errors as gw_errors
+from composer.gateway.app import aiohttp_response
 from composer.gateway.metrics import GatewayMetrics
 from composer.runners.contract import free_port
 from tests.conftest import runtime_client_for
@@ -466,6 +469,80 @@ def test_oversize_chunked_body_is_refused_while_streaming(direct: ThreadedGatewa
     assert f"Got more than {LIMIT} bytes" in body["Message"]
 
 
+# --- several endpoints on one gateway ------------------------------------------------------------
+
+
+def _serial(c: Containers, name: str, *kinds: str) -> GatewayConfig:
+    ups = tuple(_up(c, kind, f"step-{i}") for i, kind in enumerate(kinds, 1))
+    return GatewayConfig(endpoint_name=name, mode="Serial", containers=ups)
+
+
+def _series(url: str) -> set[tuple[str, str]]:
+    """(endpoint, container) of every Invocations series /metrics shows."""
+
+    async def get() -> str:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/metrics") as resp:
+            return await resp.text()
+
+    return {
+        (sample.labels["endpoint"], sample.labels["container"])
+        for family in text_string_to_metric_families(asyncio.run(get()))
+        if family.name == "Invocations"
+        for sample in family.samples
+        if sample.name == "Invocations_total"
+    }
+
+
+def test_one_gateway_serves_endpoints_by_name(containers: Containers) -> None:
+    with ThreadedGateway(_serial(containers, "reg-a", "echo")) as gw:
+        endpoints = gw.gateway.endpoints
+        gw.on_loop(lambda: endpoints.put(_serial(containers, "reg-b", "upper", "echo")))
+        rt = _runtime(gw.url)
+        for name, answer in (("reg-a", b"hello"), ("reg-b", b"HELLO")):
+            r = rt.invoke_endpoint(EndpointName=name, Body=b"hello", ContentType="text/plain")
+            assert r["Body"].read() == answer
+        assert {("reg-a", "step-1"), ("reg-b", "step-1"), ("reg-b", "step-2")} <= _series(gw.url)
+
+        # replaced: the next request is the new endpoint's; series it no longer has are gone
+        gw.on_loop(lambda: endpoints.put(_serial(containers, "reg-b", "echo")))
+        r = rt.invoke_endpoint(EndpointName="reg-b", Body=b"hello", ContentType="text/plain")
+        assert r["Body"].read() == b"hello"
+        assert ("reg-b", "step-2") not in _series(gw.url)
+
+        # removed: an unknown endpoint, as if it had never been served
+        gw.on_loop(lambda: endpoints.remove("reg-b"))
+        r = _error(rt, "ValidationError", EndpointName="reg-b", Body=b"x")
+        assert r["Error"]["Message"] == "Endpoint reg-b of account 000000000000 not found."
+        assert {e for e, _ in _series(gw.url)} == {"reg-a"}
+        assert endpoints.names == ["reg-a"]
+
+        # the HTTP servers are the gateway's: an endpoint cannot bring its own limits
+        other = dataclasses.replace(_serial(containers, "reg-c", "echo"), max_payload_bytes=10)
+        with pytest.raises(ValueError, match="max_payload_bytes is 10, but this gateway's is"):
+            gw.on_loop(lambda: endpoints.put(other))
+
+
+def test_a_request_in_flight_keeps_the_endpoint_it_found(containers: Containers) -> None:
+    """Replacing an endpoint is atomic for requests: each is answered whole by one of the two."""
+    with ThreadedGateway(_serial(containers, "swap", "slow")) as gw:
+        rt = _runtime(gw.url)
+        answers: list[bytes] = []
+        before = threading.Thread(
+            target=lambda: answers.append(
+                rt.invoke_endpoint(EndpointName="swap", Body=b"x")["Body"].read()
+            )
+        )
+        slow_calls = containers.hits["slow"]
+        before.start()
+        while containers.hits["slow"] == slow_calls:  # at the slow container (2 s) now
+            time.sleep(0.01)
+        gw.on_loop(lambda: gw.gateway.endpoints.put(_serial(containers, "swap", "upper")))
+        r = _runtime(gw.url).invoke_endpoint(EndpointName="swap", Body=b"after")
+        assert r["Body"].read() == b"AFTER"
+        before.join(10)
+        assert answers == [b"late"]
+
+
 # --- metrics, ping, EndpointClient --------------------------------------------------------------
 
 
@@ -590,9 +667,6 @@ def test_unexpected_failure_is_internal_failure_without_traceback(containers: Co
     [
         gw_errors.ValidationError("bad"),
         gw_errors.InternalFailure("oops"),
-        gw_errors.ServiceUnavailable("later"),
-        gw_errors.ModelNotReadyException("loading"),
-        gw_errors.InternalDependencyException("dep"),
         gw_errors.ModelError(
             GatewayConfig("e", "Serial", (Upstream("c1", "http://127.0.0.1:1"),)), "c1", 502, "x"
         ),
@@ -603,7 +677,7 @@ def test_botocore_parses_each_error_shape(error: gw_errors.GatewayError) -> None
     """Each class's response becomes botocore's exception of that name, with modeled members."""
 
     async def handler(_: web.Request) -> web.Response:
-        return error.to_response("req-1")
+        return aiohttp_response(error.to_reply("req-1"))
 
     app = web.Application()
     app.router.add_post("/endpoints/{name}/invocations", handler)
@@ -660,7 +734,8 @@ def test_docs_list_exactly_the_exposed_metrics(containers: Containers) -> None:
     doc = (Path(__file__).parents[2] / "docs" / "gateway.md").read_text()
     section = doc.split("## Metrics", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(\w+)`", section, flags=re.MULTILINE))
-    metrics = GatewayMetrics(_direct(containers, "doc-ep"))
+    metrics = GatewayMetrics()
+    metrics.endpoint(_direct(containers, "doc-ep"))
     # prometheus_client names counter families without the `_total` it puts on the wire
     exposed = {
         f.name + ("_total" if f.type == "counter" else "") for f in metrics.registry.collect()

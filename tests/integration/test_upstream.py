@@ -167,3 +167,29 @@ def test_cancelled_request_drops_its_connection() -> None:
         assert (await pool.post(b"fast", {}, 100)).body == b"fast"
 
     assert len(asyncio.run(_with_server(serve, body))) == 2
+
+
+def test_a_closed_pool_answers_its_last_requests_and_keeps_no_connection() -> None:
+    """An endpoint replaced while serving closes its pools: requests in flight still end."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await _read_request(reader)
+        await asyncio.sleep(0.2)
+        writer.write(_answer(200, body))
+        await writer.drain()
+        seen.append(await asyncio.wait_for(reader.read(), 5))  # b"": the pool closed it
+
+    async def body(url: str) -> None:
+        pool = UpstreamPool(url)
+        call = asyncio.create_task(pool.post(b"x", {}, 100))
+        await asyncio.sleep(0.1)
+        pool.close()
+        assert (await call).body == b"x"
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(_with_server(serve, body))
+    assert seen == [b""]
