@@ -94,6 +94,12 @@ stop_daemon() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"
+  # dockerd leaves its bind mount of the host's network namespace (made for --network host
+  # containers) behind; nothing of it may outlive the daemon.
+  local target
+  while read -r target; do
+    umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
+  done < <(awk -v root="$DIR/" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
   say "stopped dockerd $pid"
 }
 
