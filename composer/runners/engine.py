@@ -43,8 +43,10 @@ class Dialect:
 
     #: How to get the engine where it is missing.
     install_hint: str
-    #: Docker is a client of a daemon, which must answer before anything else is tried.
-    daemon: bool
+    #: Docker is a client of a daemon, which must answer before anything else is tried: the
+    #: variable that names its socket, and how to get one. None: no daemon (Podman).
+    daemon_env: str | None
+    daemon_hint: str
     #: `run --replace`: the engine itself replaces a container of the same name (what a crash
     #: left behind). Without it, the supervisor's command line removes that container first.
     run_replaces: bool
@@ -64,7 +66,8 @@ class Dialect:
 DIALECTS: dict[str, Dialect] = {
     "podman": Dialect(
         install_hint="scripts/setup-podman.sh installs it on Debian",
-        daemon=False,
+        daemon_env=None,
+        daemon_hint="",
         run_replaces=True,
         force_rm_flags=("--time", "0"),
         tls_flag=True,
@@ -74,7 +77,8 @@ DIALECTS: dict[str, Dialect] = {
     ),
     "docker": Dialect(
         install_hint="scripts/setup-docker.sh installs it on Debian and starts a daemon",
-        daemon=True,
+        daemon_env="DOCKER_HOST",
+        daemon_hint="on this project's machines `export $(scripts/setup-docker.sh)` does both",
         run_replaces=False,
         force_rm_flags=(),
         tls_flag=False,
@@ -139,24 +143,23 @@ class Engine:
                 f"are {', '.join(ENGINES)}, installed ({self.dialect.install_hint})"
             )
         self.binary = found
-        if self.dialect.daemon:
-            self._check_daemon()
+        if self.dialect.daemon_env is not None:
+            self._check_daemon(self.dialect.daemon_env)
 
     def __repr__(self) -> str:
         return f"Engine({self.name!r}, binary={self.binary!r})"
 
-    def _check_daemon(self) -> None:
+    def _check_daemon(self, variable: str) -> None:
         proc = self._run(["version", "--format", "{{.Server.Version}}"], timeout=60, check=False)
         if proc.returncode == 0:
             return
-        host = os.environ.get("DOCKER_HOST")
-        where = f"at DOCKER_HOST={host}" if host else "(DOCKER_HOST is not set)"
+        host = os.environ.get(variable)
+        where = f"at {variable}={host}" if host else f"({variable} is not set)"
         said = next((line.strip() for line in proc.stderr.splitlines() if line.strip()), "")
         raise EngineUnreachable(
             f"{self.name}: no daemon answers {where}"
             + (f" ({self.name} said: {said})" if said else "")
-            + ". Start one and set DOCKER_HOST to its socket: on this project's machines "
-            "`export $(scripts/setup-docker.sh)` does both"
+            + f". Start one and set {variable} to its socket: {self.dialect.daemon_hint}"
         )
 
     def credentials_env(self, folder: Path) -> dict[str, str]:
