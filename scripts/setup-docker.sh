@@ -27,7 +27,7 @@
 #      COMPOSER_STORAGE_DRIVER=overlay|vfs forces one. The choice is kept on later runs.
 #   3. The base image localhost/composer-base:bookworm (COMPOSER_BASE_IMAGE overrides the name):
 #      `podman save | docker load` when Podman has it (scripts/setup-podman.sh makes it), else
-#      debootstrap (scripts/base-rootfs.sh) and `docker import`. Then the host's CA bundle is
+#      debootstrap (scripts/setup-common.sh) and `docker import`. Then the host's CA bundle is
 #      copied into it: HTTPS goes through a TLS-inspecting proxy here, and `docker build` has no
 #      build-time mounts (Podman mounts the bundle from its configuration instead). A label holds
 #      the bundle's sha256, so a changed bundle gives a new base image.
@@ -121,28 +121,10 @@ changed=0
 started=$(date +%s)
 
 # 1. Packages -----------------------------------------------------------------------------------
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  # No service may start from the packages' scripts: the daemon the tests use is started below,
-  # on its own socket, and a registry on port 5000 would only be in the way.
-  policy=/usr/sbin/policy-rc.d
-  own_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    own_policy=1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ "$own_policy" -eq 0 ] || rm -f "$policy"
-  changed=1
-fi
+# shellcheck source=scripts/setup-common.sh
+. "$(dirname "$0")/setup-common.sh"
+install_missing setup-docker --no-install-recommends "${PACKAGES[@]}"
+[ "$INSTALLED" -eq 0 ] || changed=1
 if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
   say "no docker or dockerd on PATH after installing docker.io"
   exit 1
@@ -243,8 +225,6 @@ if [ "$have" != "$ca_sha" ]; then
     say "loading $BASE_IMAGE from podman"
     podman save "$BASE_IMAGE" 2>/dev/null | d load --quiet >/dev/null
   else
-    # shellcheck source=scripts/base-rootfs.sh
-    . "$(dirname "$0")/base-rootfs.sh"
     base_rootfs_tar setup-docker | d import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   fi
   context=$(mktemp -d /var/tmp/composer-docker-base.XXXXXX)

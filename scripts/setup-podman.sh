@@ -21,7 +21,7 @@
 #      is kept on later runs; switching drivers needs an empty store (podman system reset).
 #   3. The base image localhost/composer-base:bookworm (override with COMPOSER_BASE_IMAGE):
 #      debootstrap --variant=minbase with python3, python3-venv and ca-certificates
-#      (scripts/base-rootfs.sh, shared with scripts/setup-docker.sh), imported with `podman import`.
+#      (scripts/setup-common.sh, shared with scripts/setup-docker.sh), imported with `podman import`.
 #      Build with it: `sm-compose build --base-image localhost/composer-base:bookworm`.
 #
 # Docker's counterpart is scripts/setup-docker.sh (a daemon of the tests' own; Docker has no
@@ -52,22 +52,10 @@ changed=0
 started=$(date +%s)
 
 # 1. Packages -----------------------------------------------------------------------------------
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  # The registry package starts a system service on port 5000; tests start their own.
-  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
-  fi
-  changed=1
-fi
+# shellcheck source=scripts/setup-common.sh
+. "$(dirname "$0")/setup-common.sh"
+install_missing setup-podman "" "${PACKAGES[@]}"
+[ "$INSTALLED" -eq 0 ] || changed=1
 
 # 2. Engine configuration ----------------------------------------------------------------------
 write_if_changed() { # path content
@@ -165,8 +153,6 @@ fi
 
 # 3. Base image ---------------------------------------------------------------------------------
 if ! podman image exists "$BASE_IMAGE"; then
-  # shellcheck source=scripts/base-rootfs.sh
-  . "$(dirname "$0")/base-rootfs.sh"
   base_rootfs_tar setup-podman |
     podman import --quiet --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   say "imported $BASE_IMAGE"
