@@ -20,17 +20,15 @@
 #      of most of a minute, because vfs copies the whole file system at every step. The choice
 #      is kept on later runs; switching drivers needs an empty store (podman system reset).
 #   3. The base image localhost/composer-base:bookworm (override with COMPOSER_BASE_IMAGE):
-#      debootstrap --variant=minbase with python3, python3-venv and ca-certificates, imported with
-#      `podman import`. Build with it: `sm-compose build --base-image localhost/composer-base:bookworm`.
+#      debootstrap --variant=minbase with python3, python3-venv and ca-certificates
+#      (scripts/setup-common.sh, shared with scripts/setup-docker.sh), imported with `podman import`.
+#      Build with it: `sm-compose build --base-image localhost/composer-base:bookworm`.
 #
-# Machines whose engine cannot take these settings from configuration (Docker has no build-time
-# mounts) pass extra build flags through COMPOSER_ENGINE_BUILD_ARGS, read by
-# composer/runners/engine.py; see docs/images.md.
+# Docker's counterpart is scripts/setup-docker.sh (a daemon of the tests' own; Docker has no
+# build-time mounts, so the CA bundle goes into its copy of the base image); see docs/images.md.
 set -euo pipefail
 
 BASE_IMAGE="${COMPOSER_BASE_IMAGE:-localhost/composer-base:bookworm}"
-SUITE="${COMPOSER_BASE_SUITE:-bookworm}"
-MIRROR="${COMPOSER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 PACKAGES=(podman buildah runc debootstrap docker-registry apache2-utils)
 CONF_DIR=/etc/containers
@@ -54,22 +52,10 @@ changed=0
 started=$(date +%s)
 
 # 1. Packages -----------------------------------------------------------------------------------
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  # The registry package starts a system service on port 5000; tests start their own.
-  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
-  fi
-  changed=1
-fi
+# shellcheck source=scripts/setup-common.sh
+. "$(dirname "$0")/setup-common.sh"
+install_missing setup-podman "" "${PACKAGES[@]}"
+[ "$INSTALLED" -eq 0 ] || changed=1
 
 # 2. Engine configuration ----------------------------------------------------------------------
 write_if_changed() { # path content
@@ -167,22 +153,8 @@ fi
 
 # 3. Base image ---------------------------------------------------------------------------------
 if ! podman image exists "$BASE_IMAGE"; then
-  rootfs=$(mktemp -d /var/tmp/composer-rootfs.XXXXXX)
-  trap 'rm -rf "$rootfs"' EXIT
-  say "making $BASE_IMAGE with debootstrap ($SUITE, about a minute)"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    "$SUITE" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 || {
-    say "debootstrap failed; its log:"
-    tail -n 30 "$rootfs.log" >&2
-    exit 1
-  }
-  rm -f "$rootfs.log"
-  # Leave no apt lists or caches in the image; builds run apt-get update themselves.
-  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
-  tar --numeric-owner -C "$rootfs" -c . |
+  base_rootfs_tar setup-podman |
     podman import --quiet --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
-  rm -rf "$rootfs"
-  trap - EXIT
   say "imported $BASE_IMAGE"
   changed=1
 fi

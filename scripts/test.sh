@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run every check CI runs: lint, types, and all tests (unit,
-# integration, end to end, engine). Engine tests set up Podman themselves through
-# scripts/setup-podman.sh.
+# integration, end to end, engine). The engine tests run once per engine, Podman and Docker;
+# their session fixture runs scripts/setup-podman.sh and scripts/setup-docker.sh too, starts the
+# tests' own Docker daemon and stops it at the end. The set-up here does the slow part first
+# (packages, base images) and leaves that daemon as it found it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if [ -x scripts/setup-podman.sh ]; then
   scripts/setup-podman.sh
+fi
+if [ -x scripts/setup-docker.sh ]; then
+  docker_was_running=0
+  scripts/setup-docker.sh --status >/dev/null && docker_was_running=1
+  scripts/setup-docker.sh >/dev/null
+  [ "$docker_was_running" -eq 1 ] || scripts/setup-docker.sh --stop
 fi
 echo "test: ruff" >&2
 .venv/bin/ruff check .

@@ -71,7 +71,11 @@ def build(
     default=None,
     help="HOST[:PORT]/PREFIX to push to instead of ECR (repositories <prefix>/<repo>).",
 )
-@click.option("--tls-verify/--no-tls-verify", default=True, help="TLS for --registry.")
+@click.option(
+    "--tls-verify/--no-tls-verify",
+    default=True,
+    help="TLS for --registry (Podman; Docker's daemon decides per registry).",
+)
 @click.option("--region", default=None, help="ECR region (default: the spec's, else the chain).")
 @base_image_option
 @friendly

@@ -75,18 +75,24 @@ def build_images(
                 raise EngineError(
                     f"{c.hostname}: the base image {base!r} is not in the engine's store and "
                     f"could not be pulled. Give one that is with --base-image or ${BASE_IMAGE_ENV} "
-                    "(on machines without Docker Hub, scripts/setup-podman.sh makes "
-                    f"localhost/composer-base:bookworm).\n{exc}"
+                    "(on machines without Docker Hub, scripts/setup-podman.sh and "
+                    "scripts/setup-docker.sh make localhost/composer-base:bookworm)."
+                    f"\n{exc}"
                 ) from exc
             built = True
-        labels = engine.inspect_labels(ref)
-        wanted = [BIND_TO_PORT_LABEL] + ([MULTI_MODEL_LABEL] if c.multi_model else [])
-        missing = [label for label in wanted if labels.get(label) != "true"]
-        if missing:
-            needed = ", ".join(f"{m}=true" for m in missing)
-            raise EngineError(f"{ref}: got labels {labels}; SageMaker needs {needed}")
+        check_labels(engine, ref, multi_model=c.multi_model)
         out.append(BuiltImage(c.hostname, ref, built))
     return out
+
+
+def check_labels(engine: Engine, ref: str, *, multi_model: bool) -> None:
+    """Refuse an image without the labels SageMaker (and the host-network local run) rely on."""
+    labels = engine.inspect_labels(ref)
+    wanted = [BIND_TO_PORT_LABEL] + ([MULTI_MODEL_LABEL] if multi_model else [])
+    missing = [label for label in wanted if labels.get(label) != "true"]
+    if missing:
+        needed = ", ".join(f"{m}=true" for m in missing)
+        raise EngineError(f"{ref}: got labels {labels}; SageMaker needs {needed}")
 
 
 def _prefixed(progress: Callable[[str], None], hostname: str) -> Callable[[str], None]:
@@ -140,13 +146,11 @@ class EngineRunner:
     engine_name: str
     base_image: str | None = None
     listen_host: str = "127.0.0.1"
-    _engine: Engine | None = field(default=None, init=False)
+    #: Made at once, so a missing engine or a daemon that does not answer is the first thing said.
+    engine: Engine = field(init=False)
 
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = Engine(self.engine_name)
-        return self._engine
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.engine_name)
 
     def prepare(
         self, pipeline: Pipeline, host: str, progress: Callable[[str], None]
@@ -164,6 +168,7 @@ class EngineRunner:
                 if not engine.image_exists(c.image):
                     progress(f"{c.hostname}: pulling {c.image}")
                     engine.pull(c.image)
+                check_labels(engine, c.image, multi_model=c.multi_model)
             model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
             env = container_env(c, index, port)

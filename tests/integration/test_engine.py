@@ -1,7 +1,12 @@
-"""The engine wrapper against real Podman: build, labels, run as SageMaker does, stop, push, pull.
+"""The engine wrapper against real Podman and a real Docker daemon: build, labels, run as
+SageMaker does, stop, push, pull.
 
-The session fixture runs scripts/setup-podman.sh (as CI does) and skips, saying why, only when
-Podman cannot be installed. Durations are printed (run with -s to see them); none is asserted.
+The session fixture `engine` is parametrized by engine, so every test that takes it (here, in
+tests/e2e/test_engine_up.py and tests/integration/test_push.py) runs once per engine. It runs
+scripts/setup-podman.sh, or scripts/setup-docker.sh (which starts a daemon of the tests' own on a
+socket of its own; the fixture stops it at the end if it started it), as CI does, and skips,
+saying why, only when the engine cannot be installed. Durations are printed (run with -s to see
+them); none is asserted.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import pytest
 from composer.errors import UsageError
 from composer.render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL, render_dockerfile
 from composer.runners.contract import free_port
-from composer.runners.engine import Engine, EngineError
+from composer.runners.engine import ENGINES, Engine, EngineError
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SETUP = REPO / "scripts" / "setup-podman.sh"
+SETUP = {name: REPO / "scripts" / f"setup-{name}.sh" for name in ENGINES}
 BASE_IMAGE = os.environ.get("COMPOSER_BASE_IMAGE", "localhost/composer-base:bookworm")
 STUB_TAG = "localhost/composer-engine-test:stub"
 READY_WAIT = 60.0
@@ -93,14 +98,19 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def engine() -> Engine:
+def _setup(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=1800, check=False
+    )
+    if not args:
+        print(f"\n[engine] {script.name} took {time.monotonic() - started:.1f} s")
+    return proc
+
+
+def _podman() -> Iterator[Engine]:
     if os.geteuid() == 0:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(SETUP)], capture_output=True, text=True, timeout=1800, check=False
-        )
-        print(f"\n[engine] setup-podman.sh took {time.monotonic() - started:.1f} s")
+        proc = _setup(SETUP["podman"])
         if proc.returncode != 0:
             if shutil.which("podman") is None:
                 pytest.skip(f"podman cannot be installed here:\n{_tail(proc.stderr)}")
@@ -110,9 +120,53 @@ def engine() -> Engine:
             "podman is not installed and installing it needs root (scripts/setup-podman.sh)"
         )
     try:
-        return Engine("podman")
+        podman = Engine("podman")
     except EngineError as exc:
         pytest.skip(f"podman cannot be used: {exc}")
+    yield podman
+
+
+def _docker(config: Path) -> Iterator[Engine]:
+    """The tests' own daemon: started by the script (if not running), stopped at the end."""
+    script = SETUP["docker"]
+    env = {"DOCKER_CONFIG": str(config)}  # logins go here, never to ~/.docker
+    started_here = False
+    if os.geteuid() == 0:
+        started_here = _setup(script, "--status").returncode != 0
+        proc = _setup(script)
+        if proc.returncode != 0:
+            if shutil.which("dockerd") is None:
+                pytest.skip(f"docker cannot be installed here:\n{_tail(proc.stderr)}")
+            pytest.fail(f"scripts/setup-docker.sh failed:\n{_tail(proc.stderr)}")
+        # DOCKER_HOST of its socket, and the build flags its daemon needs (no bridge network).
+        env.update(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    elif shutil.which("docker") is None:
+        pytest.skip(
+            "docker is not installed and installing it needs root (scripts/setup-docker.sh)"
+        )
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            try:
+                docker = Engine("docker")
+            except EngineError as exc:
+                pytest.skip(f"docker cannot be used: {exc}")
+            yield docker
+    finally:
+        if started_here:
+            _setup(script, "--stop")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """Each engine in turn, set up as CI sets it up; every test that takes it runs per engine."""
+    if request.param == "podman":
+        yield from _podman()
+    else:
+        yield from _docker(tmp_path_factory.mktemp("docker-config"))
 
 
 @dataclass(frozen=True)
@@ -166,7 +220,7 @@ def test_build_failure_names_the_engine_and_shows_output(engine: Engine, tmp_pat
     with pytest.raises(EngineError) as failure:
         engine.build(tmp_path, "localhost/composer-engine-test:broken")
     message = str(failure.value)
-    assert message.startswith("podman build")
+    assert message.startswith(f"{engine.name} build")
     assert "about to fail" in message
 
 
@@ -209,20 +263,18 @@ def test_run_ping_stop_remove(engine: Engine, stub_image: Built, tmp_path: Path)
         assert facts["token"] == token
         assert facts["six"] == "1.16.0"
         print(f"[engine] RLIMIT_NOFILE in the container: {facts['nofile']}")
-        create = subprocess.run(
-            [
-                engine.binary,
-                "container",
-                "inspect",
-                "--format",
-                "{{json .Config.CreateCommand}}",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert token not in create, "environment values must not be on the engine command line"
+        # Environment values travel in the engine's environment, never on its command line.
+        argv, _ = engine.run_argv(name, stub_image.tag, env={"COMPOSER_TEST_TOKEN": token})
+        assert "COMPOSER_TEST_TOKEN" in argv and token not in " ".join(argv)
+        if engine.name == "podman":  # Podman records the command line; Docker records none
+            template = "{{json .Config.CreateCommand}}"
+            create = subprocess.run(
+                [engine.binary, "container", "inspect", "--format", template, name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert token not in create, "environment values must not be on the command line"
 
         stop_started = time.monotonic()
         engine.stop(name)
@@ -258,13 +310,7 @@ def test_stop_kills_a_container_that_ignores_sigterm(engine: Engine, stub_image:
         took = time.monotonic() - started
         print(f"\n[engine] stop of a SIGTERM-ignoring container, timeout 2: {took:.2f} s")
         assert engine.container_status(name) == "exited"
-        exit_code = subprocess.run(
-            [engine.binary, "container", "inspect", "--format", "{{.State.ExitCode}}", name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        assert exit_code == "137", "killed (128 + SIGKILL) after ignoring SIGTERM"
+        assert engine.container_exit_code(name) == 137, "killed (128 + SIGKILL) after ignoring it"
     finally:
         engine.rm(name, force=True)
     assert not engine.container_exists(name)
@@ -275,7 +321,7 @@ def _registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[str]:
     """Debian's docker-registry (distribution) on a free loopback port, storage in tmp_path."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.skip("docker-registry is not installed (scripts/setup-podman.sh installs it)")
+        pytest.skip("docker-registry is not installed (scripts/setup-podman.sh or -docker.sh do)")
     port = free_port()
     auth = ""
     if htpasswd is not None:
@@ -372,15 +418,16 @@ def test_login_with_the_password_on_stdin(
 ) -> None:
     htpasswd_tool = shutil.which("htpasswd")
     if htpasswd_tool is None:
-        pytest.skip("htpasswd is not installed (scripts/setup-podman.sh installs apache2-utils)")
+        pytest.skip("htpasswd is not installed (scripts/setup-podman.sh or -docker.sh do)")
     password = f"pw-{uuid.uuid4().hex}"
     htpasswd = tmp_path / "htpasswd"
     # -i reads the password from stdin, keeping it off this command line too.
     subprocess.run(
         [htpasswd_tool, "-Bic", str(htpasswd), "tester"], input=password, text=True, check=True
     )
-    # Credentials go to a throw-away file, not the machine's own auth file.
-    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    # Credentials go to a throw-away place, not the machine's own auth file.
+    for key, value in engine.credentials_env(tmp_path / "credentials").items():
+        monkeypatch.setenv(key, value)
     with _registry(tmp_path, htpasswd) as address:
         destination = f"{address}/composer/private:test"
         with pytest.raises(EngineError) as refused:

@@ -1,7 +1,8 @@
 """`sm-compose push`: the NLP example's real images to a local registry and, up to login, to ECR.
 
-The images come from `sm-compose build --engine podman`; an unchanged context is not built again,
-so every module that needs them shares one build per session through the engine's own store.
+Once per engine (the `engine` fixture is parametrized). The images come from `sm-compose build
+--engine ENGINE`; an unchanged context is not built again, so every module that needs them shares
+one build per engine and session through the engine's own store.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.integration.test_engine import engine as engine  # the session fixtur
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-#: Machines without Docker Hub build FROM the debootstrap image that scripts/setup-podman.sh makes.
+#: Machines without Docker Hub build FROM the debootstrap image that scripts/setup-*.sh make.
 ENV = {"COMPOSER_BASE_IMAGE": BASE_IMAGE}
 PREFIX = "sagemaker-composer"
 
@@ -46,9 +47,9 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def nlp_images(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """nlp-direct written into a private folder, its images built (or found) once per session."""
     pipeline = nlp_pipeline(tmp_path_factory.mktemp("images"), "Direct")
-    proc = cli("build", str(pipeline), "--engine", "podman")
+    proc = cli("build", str(pipeline), "--engine", engine.name)
     assert proc.returncode == 0, proc.stderr
-    print(f"\n[engine] {proc.stdout.strip()}")
+    print(f"\n[engine] {engine.name}: {proc.stdout.strip()}")
     return pipeline
 
 
@@ -57,7 +58,9 @@ def test_push_to_a_registry_records_digests_that_deploy_uses(
 ) -> None:
     pipeline = nlp_pipeline(tmp_path, "Direct")  # same contexts, so the same images
     with _registry(tmp_path) as address:
-        proc = cli("push", str(pipeline), "--registry", f"{address}/team", "--no-tls-verify")
+        registry = ["--registry", f"{address}/team", "--no-tls-verify"]
+        proc = cli("push", str(pipeline), "--engine", engine.name, *registry)
+
         assert proc.returncode == 0, proc.stderr
         lock = read_lock(tmp_path / "pipeline.lock.json")
         assert set(lock) == {"spacy", "textblob"}
@@ -116,7 +119,7 @@ def test_ecr_repositories_and_token_against_moto(moto: MotoServer) -> None:
 
 
 def test_push_to_ecr_on_moto_creates_repositories_then_logs_in(
-    nlp_images: Path, moto: MotoServer, tmp_path: Path
+    nlp_images: Path, engine: Engine, moto: MotoServer, tmp_path: Path
 ) -> None:
     """Everything up to the engine's login, which moto's made-up registry host cannot answer."""
     pipeline = nlp_pipeline(tmp_path, "Direct")
@@ -124,16 +127,16 @@ def test_push_to_ecr_on_moto_creates_repositories_then_logs_in(
     env = {
         **moto.env(),
         "AWS_ENDPOINT_URL_ECR": moto.url,
-        "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json"),
+        **engine.credentials_env(tmp_path / "credentials"),
     }
-    proc = cli("push", str(pipeline), env=env)
+    proc = cli("push", str(pipeline), "--engine", engine.name, env=env)
     ecr: object = _ecr(moto)
     repos = ecr.describe_repositories()["repositories"]  # type: ignore[attr-defined]
     assert {r["repositoryName"] for r in repos} == {f"{PREFIX}-spacy", f"{PREFIX}-textblob"}
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]  # type: ignore[attr-defined]
     password = base64.b64decode(token).decode().partition(":")[2]
     assert proc.returncode == 1, proc.stderr
-    assert "podman login failed" in proc.stderr
+    assert f"{engine.name} login failed" in proc.stderr
     assert "123456789012.dkr.ecr.us-east-1.amazonaws.com" in proc.stderr
     assert password not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
