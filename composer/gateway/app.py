@@ -1,6 +1,7 @@
 """The aiohttp path: every request the fast path hands over, and the app `create_app` returns.
 
-Routes: InvokeEndpoint, InvokeEndpointAsync, /ping, /metrics; any other path or method answers
+Routes: InvokeEndpoint, InvokeEndpointAsync, /ping, /metrics, the control plane's `POST /`
+when one is given (control.py); any other path or method answers
 in SageMaker's JSON shape (UnknownOperationException). The invocation routes ask the core
 (registry.py, endpoint.py) for a `Reply` and write it as a `web.Response`; a body is read here,
 within the payload limit and the client timeout.
@@ -17,6 +18,7 @@ from aiohttp.typedefs import Middleware
 from . import errors
 from .config import GatewayConfig, Health
 from .connections import Connections, last_resort, new_request_id
+from .control import ControlPlane, control_route
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .registry import EndpointRegistry
 from .reply import H_REQUEST_ID, Reply, json_reply
@@ -88,8 +90,13 @@ def _sagemaker_shaped(connections: Connections) -> Middleware:
     return middleware
 
 
-def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Application:
-    """The aiohttp app serving `endpoints`; they are closed when it is cleaned up."""
+def build_app(
+    endpoints: EndpointRegistry, connections: Connections, control: ControlPlane | None = None
+) -> web.Application:
+    """The aiohttp app serving `endpoints`; they are closed when it is cleaned up.
+
+    With `control`, `POST /` is the control plane's route (control.py).
+    """
     limit = endpoints.max_payload_bytes
     timeout = connections.timeout
     app = web.Application(client_max_size=limit, middlewares=[_sagemaker_shaped(connections)])
@@ -126,6 +133,8 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
     app.router.add_post("/endpoints/{name}/async-invocations", invoke_async)
     app.router.add_get("/ping", ping)
     app.router.add_get("/metrics", metrics)
+    if control is not None:
+        app.router.add_post("/", control_route(control))
     return app
 
 

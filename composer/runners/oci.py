@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..render.context import write_build_context
+from ..render.builds import record_builds
+from ..render.context import built_from_spec, write_build_context
 from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
@@ -82,6 +83,7 @@ def build_images(
             built = True
         check_labels(engine, ref, multi_model=c.multi_model)
         out.append(BuiltImage(c.hostname, ref, built))
+    record_builds({b.ref: built_from_spec(pipeline, b.hostname) for b in out})
     return out
 
 
