@@ -43,7 +43,8 @@ def up(
     pipeline: str, port: int, host: str, startup_timeout: float | None, engine: str | None
 ) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
-    from ..runners.endpoint import running_endpoint, serve_until_stopped
+    from ..localsm import pipeline_with_control_plane
+    from ..runners.endpoint import serve_until_stopped
 
     spec = load(pipeline)
     warn_if_exposed(host, port)
@@ -53,7 +54,7 @@ def up(
             spinner.stop()  # from the first container's line on, the output is the log
             print(message, flush=True)
 
-        endpoint = running_endpoint(
+        endpoint = pipeline_with_control_plane(
             spec,
             host=host,
             port=port,

@@ -10,11 +10,11 @@ Sits beside composer/aws/, above the runners. Where each behaviour lives:
   set of rules), and where each image runs (local processes or an engine);
 - lifecycle.py: starting a set of containers, switching the gateway to it, stopping the old;
 - errors.py: `ApiError`, SageMaker's error codes and messages;
-- server.py: `serve_local`, what `sm-compose local` runs.
+- server.py: `serve_local`, what `sm-compose local` runs; `pipeline_with_control_plane`, `up`'s.
 """
 
 from .lifecycle import Lifecycle
 from .operations import LocalSageMaker
-from .server import serve_local
+from .server import pipeline_with_control_plane, serve_local
 
-__all__ = ["Lifecycle", "LocalSageMaker", "serve_local"]
+__all__ = ["Lifecycle", "LocalSageMaker", "pipeline_with_control_plane", "serve_local"]

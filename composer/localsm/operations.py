@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..gateway.control import error_document
+from ..runners.endpoint import LocalEndpoint
 from ..sagemaker_facts import DEFAULT_REGION
 from .errors import ApiError, already_exists, not_found
 from .lifecycle import Lifecycle, RunningSet, failure_reason
@@ -117,6 +118,28 @@ class LocalSageMaker:
             self._forget(endpoint)
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def adopt(self, requests: _Document, endpoint: LocalEndpoint) -> None:
+        """An endpoint started elsewhere (`up`'s) made visible: its model and endpoint config
+        created through the operations a client would call, the endpoint InService on them.
+
+        `requests`: the CreateModel, CreateEndpointConfig and CreateEndpoint documents.
+        """
+        for operation, key in (("CreateModel", "model"), ("CreateEndpointConfig", "config")):
+            status, answer = await self.call(operation, requests[key])
+            if status != 200:
+                raise ApiError(f"{operation}: {answer.get('message')}")
+        config = self._config(requests["config"]["EndpointConfigName"])
+        _plan, variant, images = self._deployable(config)
+        name = requests["endpoint"]["EndpointName"]
+        now = time.time()
+        adopted = _Endpoint(name, self._arn("endpoint", name), config.name, now, now)
+        adopted.status = "InService"
+        # The containers are the caller's: stopping this set stops nothing.
+        adopted.running = RunningSet(
+            config.name, variant, images, endpoint, contextlib.AsyncExitStack()
+        )
+        self._endpoints[name] = adopted
 
     # --- models ---------------------------------------------------------------------------------
 

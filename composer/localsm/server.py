@@ -1,4 +1,5 @@
-"""`sm-compose local`: an empty local SageMaker, control plane and runtime on one port.
+"""`sm-compose local`: an empty local SageMaker, control plane and runtime on one port; and
+`up`'s endpoint served with the same control plane.
 
 The gateway (composer/gateway/) serves the runtime and hands `POST /` to the control plane
 (operations.py); the control plane starts endpoints' containers (lifecycle.py) and puts them in
@@ -8,15 +9,22 @@ the gateway's registry. A signal stops every endpoint's containers, then the gat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..gateway import start_gateway
+from ..render.sagemaker import placeholder_artifacts, render_requests
 from ..runners.contract import Runner
-from ..runners.endpoint import check_listen, url_host
+from ..runners.endpoint import LocalEndpoint, check_listen, running_endpoint, url_host
+from ..runners.process import ProcessRunner
+from ..spec.models import Pipeline
+from .errors import ApiError
 from .lifecycle import Lifecycle
 from .operations import LocalSageMaker
 
@@ -27,6 +35,55 @@ def ready_line(url: str) -> str:
     """The one line `local` prints once it listens: where, and what to export."""
     exports = "export " + " ".join(f"{name}={url}" for name in ENDPOINT_VARIABLES)
     return f"local SageMaker ready at {url}; point boto3, the SDK and the AWS CLI at it: {exports}"
+
+
+@contextlib.asynccontextmanager
+async def pipeline_with_control_plane(
+    pipeline: Pipeline,
+    *,
+    runner: Runner | None = None,
+    out: Callable[[str], None] = print,
+    **running: Any,
+) -> AsyncIterator[LocalEndpoint]:
+    """`up`: the pipeline's endpoint (`running_endpoint`), with the control plane on its port.
+
+    Its model, endpoint config and endpoint show in Describe and List calls (created through the
+    same operations a client calls); more endpoints can be created beside it.
+    """
+    root = Path(tempfile.mkdtemp(prefix="sm-compose-local-"))
+    engine = runner if runner is not None and not isinstance(runner, ProcessRunner) else None
+    lifecycle = Lifecycle(root, engine_runner=engine, out=out)
+    control = LocalSageMaker(lifecycle)
+    try:
+        started = running_endpoint(pipeline, runner=runner, out=out, control=control, **running)
+        async with started as endpoint:
+            assert endpoint.gateway is not None
+            lifecycle.registry = endpoint.gateway.endpoints
+            try:
+                await control.adopt(local_requests(pipeline), endpoint)
+            except ApiError as exc:  # the endpoint serves all the same; say why it is not listed
+                out(f"sm-compose: {pipeline.name} is not in the control plane's lists: {exc}")
+            try:
+                yield endpoint
+            finally:
+                await control.aclose()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def local_requests(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline's SageMaker requests as `up` runs it: local model data as file:// URIs."""
+    artifacts = placeholder_artifacts(pipeline)
+    urls = dict(artifacts.model_data_urls)
+    for c in pipeline.containers:
+        if c.model_data is not None and not c.model_data.startswith("s3://"):
+            urls[c.hostname] = pipeline.resolve(c.model_data).as_uri()
+    requests = render_requests(pipeline, replace(artifacts, model_data_urls=urls))
+    return {
+        "model": requests.model,
+        "config": requests.endpoint_config,
+        "endpoint": requests.endpoint,
+    }
 
 
 async def serve_local(
