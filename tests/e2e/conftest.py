@@ -2,6 +2,7 @@
 
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
+`running_local(*args)` and `start_local` do the same for `sm-compose local`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from composer.runners.contract import free_port
 from composer.spec import load_pipeline
-from tests.conftest import runtime_client_for
+from tests.conftest import runtime_client_for, sagemaker_client_for
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 900  # the first run builds the containers' environments
@@ -51,6 +52,10 @@ class Up:
     def client(self, timeout: float = 70, **credentials: str) -> Any:
         """An unmodified boto3 runtime client for its gateway (tests/conftest.py)."""
         return runtime_client_for(self.url, timeout=timeout, **credentials)
+
+    def sagemaker(self) -> Any:
+        """An unmodified boto3 `sagemaker` client for its control plane (tests/conftest.py)."""
+        return sagemaker_client_for(self.url)
 
     def wait_for(self, needle: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -104,16 +109,29 @@ def faulty_pipeline(
 
 
 def start_up(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> Up:
+    state = pipeline.parent / ".composer"
+    return _start(["up", str(pipeline)], args, env, state, load_pipeline(pipeline).name)
+
+
+def start_local(*args: str, env: dict[str, str] | None = None) -> Up:
+    """`sm-compose local ARGS...` (an empty local SageMaker); `state` is its working folder,
+    known once it has printed the log path of a container."""
+    return _start(["local"], args, env, Path(), "")
+
+
+def _start(
+    command: list[str], args: tuple[str, ...], env: dict[str, str] | None, state: Path, name: str
+) -> Up:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "composer", "up", str(pipeline), "--port", str(port), *args],
+        [sys.executable, "-m", "composer", *command, "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
         start_new_session=True,
     )
-    up = Up(proc, port, pipeline.parent / ".composer", load_pipeline(pipeline).name)
+    up = Up(proc, port, state, name)
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -132,6 +150,17 @@ def running_up(
 ) -> Iterator[Up]:
     """`sm-compose up PIPELINE ARGS...`, ready, for the block; stopped (SIGTERM) after it."""
     up = start_up(pipeline, *args, env=env)
+    try:
+        up.wait_for("ready at", ready)
+        yield up
+    finally:
+        up.stop()
+
+
+@contextlib.contextmanager
+def running_local(*args: str, env: dict[str, str] | None = None, ready: float = 60) -> Iterator[Up]:
+    """`sm-compose local ARGS...`, ready, for the block; stopped (SIGTERM) after it."""
+    up = start_local(*args, env=env)
     try:
         up.wait_for("ready at", ready)
         yield up
