@@ -102,18 +102,20 @@ def _join(where: str, member: str) -> str:
 
 
 def _length(shape: Shape, value: Any, size: int, at: str, found: list[str]) -> None:
-    metadata = shape.metadata
-    shown = _shown(value)
-    if "max" in metadata and size > metadata["max"]:
-        found.append(
-            f"Value {shown} at '{at}' failed to satisfy constraint: Member must have length "
-            f"less than or equal to {metadata['max']}"
-        )
-    if "min" in metadata and size < metadata["min"]:
-        found.append(
-            f"Value {shown} at '{at}' failed to satisfy constraint: Member must have length "
-            f"greater than or equal to {metadata['min']}"
-        )
+    _bounds(shape, size, _shown(value), at, "length", found)
+
+
+def _bounds(
+    shape: Shape, measured: float, shown: str, at: str, what: str, found: list[str]
+) -> None:
+    """The shape's min and max, on a length or a value, in SageMaker's words."""
+    for bound, words in (("max", "less"), ("min", "greater")):
+        limit = shape.metadata.get(bound)
+        if limit is not None and (measured > limit if bound == "max" else measured < limit):
+            found.append(
+                f"Value {shown} at '{at}' failed to satisfy constraint: Member must have {what} "
+                f"{words} than or equal to {limit}"
+            )
 
 
 def _shown(value: Any) -> str:
@@ -147,17 +149,7 @@ def _scalar(shape: Shape, value: Any, at: str, found: list[str]) -> None:
         if isinstance(value, bool) or not isinstance(value, numeric):
             found.append(f"Value at '{at}' failed to satisfy constraint: Member must be a number")
             return
-        metadata = shape.metadata
-        if "max" in metadata and value > metadata["max"]:
-            found.append(
-                f"Value '{value}' at '{at}' failed to satisfy constraint: Member must have value "
-                f"less than or equal to {metadata['max']}"
-            )
-        if "min" in metadata and value < metadata["min"]:
-            found.append(
-                f"Value '{value}' at '{at}' failed to satisfy constraint: Member must have value "
-                f"greater than or equal to {metadata['min']}"
-            )
+        _bounds(shape, value, f"'{value}'", at, "value", found)
     elif kind == "boolean" and not isinstance(value, bool):
         found.append(f"Value at '{at}' failed to satisfy constraint: Member must be a boolean")
     elif kind == "timestamp" and (isinstance(value, bool) or not isinstance(value, int | float)):
