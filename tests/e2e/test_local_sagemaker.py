@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
+from composer.runners.engine import Engine
+from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
     FAULTY,
     REPO,
@@ -31,6 +33,9 @@ from tests.e2e.conftest import (
     running_up,
     write_pipeline,
 )
+from tests.integration.test_engine import Built
+from tests.integration.test_engine import engine as engine  # the session fixture
+from tests.integration.test_engine import stub_image as stub_image  # the session fixture
 from tests.sagemaker_shapes import ShapeRecorder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -346,3 +351,25 @@ def test_up_serves_the_control_plane_too(tmp_path: Path) -> None:
         answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 1}')
         assert json.loads(answer["Body"].read()) == {"a": 1}
     assert up.proc.returncode == 0
+
+
+@pytest.mark.engine
+def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image: Built) -> None:
+    """`local --engine`: a foreign image (the engine tests' stub) runs as SageMaker runs it."""
+    with running_local("--engine", engine.name, ready=60) as up:
+        sm = up.sagemaker()
+        sm.create_model(ModelName="stub", PrimaryContainer={"Image": stub_image.tag})
+        variants = [{"VariantName": "v", "ModelName": "stub"}]
+        sm.create_endpoint_config(EndpointConfigName="stub", ProductionVariants=variants)
+        sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
+        described = _wait_status(sm, "stub")
+        assert described["EndpointStatus"] == "InService", described
+        images = described["ProductionVariants"][0]["DeployedImages"]
+        assert [i["SpecifiedImage"] for i in images] == [stub_image.tag]
+        # The stub serves GET only: its 501 to /invocations comes back as SageMaker's ModelError.
+        with pytest.raises(ClientError) as exc:
+            up.client().invoke_endpoint(EndpointName="stub", Body=b"{}")
+        assert exc.value.response["Error"]["Code"] == "ModelError"
+        sm.delete_endpoint(EndpointName="stub")
+    assert up.proc.returncode == 0
+    assert engine.containers_labelled(ENDPOINT_LABEL, "stub") == []
