@@ -233,6 +233,53 @@ def test_a_container_that_fails_to_start_fails_the_endpoint_with_its_log(
         )
 
 
+def test_endpoints_start_and_stop_at_once_and_one_still_creating_can_be_deleted(
+    local: Up, images: dict[str, str]
+) -> None:
+    sm = local.sagemaker()
+    sm.create_model(
+        ModelName="hangs",
+        PrimaryContainer={"Image": images["echo"], "Environment": {"FAULTY_HANG_ON_LOAD": "1"}},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="hangs", ProductionVariants=[{"VariantName": "v", "ModelName": "hangs"}]
+    )
+    _direct_model(sm, "pair", images)
+    _config(sm, "pair", "pair")
+    errors: list[BaseException] = []
+
+    def create(name: str, config: str) -> None:
+        try:
+            local.sagemaker().create_endpoint(EndpointName=name, EndpointConfigName=config)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=create, args=(name, config))
+        for name, config in (("hangs", "hangs"), ("one", "pair"), ("two", "pair"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sm.describe_endpoint(EndpointName="hangs")["EndpointStatus"] == "Creating"
+    for name in ("one", "two"):
+        assert _wait_status(sm, name)["EndpointStatus"] == "InService"
+        assert _invoke(local, name, "greeter")[0] == {"message": "hello, local"}
+    sm.delete_endpoint(EndpointName="hangs")  # still Creating: its start is cancelled
+    sm.delete_endpoint(EndpointName="one")
+    with pytest.raises(ClientError, match='Could not find endpoint "hangs"'):
+        sm.describe_endpoint(EndpointName="hangs")
+    assert _invoke(local, "two", "echo")[0] == {"name": "local"}  # no crosstalk
+    root = _root(local)
+    assert root is not None
+    deadline = time.monotonic() + 60
+    while any("/hangs-" in cmd or "/one-" in cmd for _, cmd in processes_under(root)):
+        assert time.monotonic() < deadline, processes_under(root)
+        time.sleep(0.5)
+
+
 def _aws() -> str:
     found = shutil.which("aws") or str(Path(sys.executable).parent / "aws")
     if not Path(found).exists():
