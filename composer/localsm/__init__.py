@@ -3,7 +3,7 @@
 Sits beside composer/aws/, above the runners. Where each behaviour lives:
 
 - operations.py: `LocalSageMaker`, the emulated operations and their in-memory state (models,
-  endpoint configs, endpoints): ARNs, timestamps, statuses, List* paging;
+  endpoint configs, endpoints, tags): ARNs, timestamps, statuses, List* paging;
 - shapes.py: botocore's service model, loaded at run time: each input checked as SageMaker
   checks it;
 - pipelines.py: CreateModel and a production variant as a pipeline (the spec's rule book, one

@@ -14,12 +14,13 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..gateway.control import error_document
 from ..runners.endpoint import LocalEndpoint
 from ..sagemaker_facts import DEFAULT_REGION
+from ..spec.rules import MAX_TAGS
 from .errors import ApiError, already_exists, not_found
 from .lifecycle import Lifecycle, RunningSet, failure_reason
 from .pipelines import ModelPlan, pipeline_for, plan_model
@@ -62,7 +63,6 @@ class _Endpoint:
     running: RunningSet | None = None
     task: asyncio.Task[None] | None = None
     deleted: bool = False
-    tags: list[_Document] = field(default_factory=list)
 
 
 def _region() -> str:
@@ -95,7 +95,11 @@ class LocalSageMaker:
             "ListEndpoints": self.list_endpoints,
             "UpdateEndpoint": self.update_endpoint,
             "DeleteEndpoint": self.delete_endpoint,
+            "AddTags": self.add_tags,
+            "ListTags": self.list_tags,
+            "DeleteTags": self.delete_tags,
         }
+        self._tags: dict[str, dict[str, str]] = {}  # ARN -> key -> value, in order given
 
     # --- the ControlPlane protocol ------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class LocalSageMaker:
         )
         stored = {k: v for k, v in document.items() if k != "Tags"}
         self._models[name] = _Model(name, arn, time.time(), stored, plan)
+        self._tag(arn, document.get("Tags"))
         return {"ModelArn": arn}
 
     def _model(self, name: str) -> _Model:
@@ -179,7 +184,7 @@ class LocalSageMaker:
 
     async def delete_model(self, document: _Document) -> _Document:
         name = document["ModelName"]
-        self._model(name)
+        self._tags.pop(self._model(name).arn, None)
         del self._models[name]
         return {}
 
@@ -211,6 +216,7 @@ class LocalSageMaker:
             )  # the rule book, on the variant's fields too
         stored = {k: v for k, v in document.items() if k != "Tags"}
         self._configs[name] = _Config(name, arn, time.time(), stored)
+        self._tag(arn, document.get("Tags"))
         return {"EndpointConfigArn": arn}
 
     def _config(self, name: str) -> _Config:
@@ -237,7 +243,7 @@ class LocalSageMaker:
 
     async def delete_endpoint_config(self, document: _Document) -> _Document:
         name = document["EndpointConfigName"]
-        self._config(name)
+        self._tags.pop(self._config(name).arn, None)
         del self._configs[name]
         return {}
 
@@ -266,7 +272,8 @@ class LocalSageMaker:
         config = self._config(document["EndpointConfigName"])
         plan, variant, images = self._deployable(config)
         now = time.time()
-        endpoint = _Endpoint(name, arn, config.name, now, now, tags=document.get("Tags") or [])
+        endpoint = _Endpoint(name, arn, config.name, now, now)
+        self._tag(arn, document.get("Tags"))
         self._endpoints[name] = endpoint
         endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
         await asyncio.wait({endpoint.task}, timeout=self.create_wait)
@@ -394,6 +401,7 @@ class LocalSageMaker:
     def _forget(self, endpoint: _Endpoint) -> None:
         """Gone from the API and the gateway at once; its containers stop in the background."""
         self._endpoints.pop(endpoint.name, None)
+        self._tags.pop(endpoint.arn, None)
         endpoint.deleted = True
         endpoint.status = "Deleting"
         self.lifecycle.unserve(endpoint.name)
@@ -409,6 +417,46 @@ class LocalSageMaker:
                 endpoint.running = None
 
         self._spawn(teardown())
+
+    # --- tags -------------------------------------------------------------------------------
+
+    def _tag(self, arn: str, tags: list[_Document] | None) -> None:
+        """Add or replace tags; SageMaker allows 50 per resource."""
+        merged = {**self._tags.get(arn, {}), **{t["Key"]: t["Value"] for t in tags or []}}
+        if len(merged) > MAX_TAGS:
+            raise ApiError(f"{arn}: got {len(merged)} tags; at most {MAX_TAGS} are allowed")
+        self._tags[arn] = merged
+
+    def _resource(self, arn: str) -> str:
+        known = [m.arn for m in self._models.values()]
+        known += [c.arn for c in self._configs.values()]
+        known += [e.arn for e in self._endpoints.values()]
+        if arn not in known:
+            raise ApiError(
+                f'Could not find resource "{arn}": no model, endpoint config or '
+                "endpoint of this local SageMaker has that ARN"
+            )
+        return arn
+
+    async def add_tags(self, document: _Document) -> _Document:
+        arn = self._resource(document["ResourceArn"])
+        self._tag(arn, document["Tags"])
+        return {"Tags": document["Tags"]}
+
+    async def list_tags(self, document: _Document) -> _Document:
+        arn = self._resource(document["ResourceArn"])
+        tags = [{"Key": k, "Value": v} for k, v in self._tags.get(arn, {}).items()]
+        token = document.get("NextToken")
+        start = int(token) if isinstance(token, str) and token.isdigit() else 0
+        size = int(document.get("MaxResults") or 50)
+        more = {"NextToken": str(start + size)} if start + size < len(tags) else {}
+        return {"Tags": tags[start : start + size], **more}
+
+    async def delete_tags(self, document: _Document) -> _Document:
+        tags = self._tags.get(self._resource(document["ResourceArn"]), {})
+        for key in document["TagKeys"]:
+            tags.pop(key, None)
+        return {}
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         async def run() -> None:

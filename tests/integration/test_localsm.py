@@ -212,6 +212,31 @@ def test_an_image_no_build_made_fails_without_an_engine(local: Any) -> None:
     assert recorder.problems == []
 
 
+def test_tags_are_kept_per_resource(local: Any) -> None:
+    _, client, recorder = local
+    arn = client.create_model(
+        ModelName="tagged",
+        PrimaryContainer={"Image": FOREIGN},
+        Tags=[{"Key": "project", "Value": "composer"}],
+    )["ModelArn"]
+    client.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "dev"}])
+    client.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "prod"}])
+    assert client.list_tags(ResourceArn=arn)["Tags"] == [
+        {"Key": "project", "Value": "composer"},
+        {"Key": "stage", "Value": "prod"},
+    ]
+    client.delete_tags(ResourceArn=arn, TagKeys=["project", "absent"])
+    assert client.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "stage", "Value": "prod"}]
+    missing = arn.replace("tagged", "nothing")
+    with pytest.raises(ClientError) as exc:
+        client.list_tags(ResourceArn=missing)
+    assert _code(exc) == "ValidationException" and missing in str(exc.value)
+    client.delete_model(ModelName="tagged")
+    client.create_model(ModelName="tagged", PrimaryContainer={"Image": FOREIGN})
+    assert client.list_tags(ResourceArn=arn)["Tags"] == []  # a new model of the same name
+    assert recorder.problems == []
+
+
 def test_every_emulated_operation_answers_in_botocore_s_output_shape(local: Any) -> None:
     """The walk over botocore's model: each emulated operation called, each answer checked."""
     _, client, recorder = local
@@ -223,9 +248,14 @@ def test_every_emulated_operation_answers_in_botocore_s_output_shape(local: Any)
     )
     client.describe_endpoint_config(EndpointConfigName="c")
     client.list_endpoint_configs()
-    client.create_endpoint(EndpointName="e", EndpointConfigName="c")
+    arn = client.create_endpoint(
+        EndpointName="e", EndpointConfigName="c", Tags=[{"Key": "team", "Value": "nlp"}]
+    )["EndpointArn"]
     client.describe_endpoint(EndpointName="e")
     client.list_endpoints()
+    client.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "dev"}])
+    client.list_tags(ResourceArn=arn)
+    client.delete_tags(ResourceArn=arn, TagKeys=["team"])
     client.delete_endpoint(EndpointName="e")
     client.delete_endpoint_config(EndpointConfigName="c")
     client.delete_model(ModelName="m")
