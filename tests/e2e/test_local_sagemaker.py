@@ -381,6 +381,14 @@ def test_sagemaker_core(local: Up, images: dict[str, str], monkeypatch: pytest.M
     endpoint.wait_for_delete()
 
 
+def test_local_warns_when_it_listens_beyond_loopback() -> None:
+    with running_local("--host", "0.0.0.0") as up:
+        warning = up.wait_for("reachable from other machines", 5)
+        assert "no authentication" in warning
+        assert up.sagemaker().list_endpoints()["Endpoints"] == []
+    assert up.proc.returncode == 0
+
+
 def test_up_serves_the_control_plane_too(tmp_path: Path) -> None:
     pipeline = faulty_pipeline(tmp_path, "upcp", {"echo": {}})
     with running_up(pipeline) as up:
