@@ -22,6 +22,7 @@ from ..gateway import start_gateway
 from ..render.sagemaker import placeholder_artifacts, render_requests
 from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, check_listen, running_endpoint, url_host
+from ..runners.oci import EngineRunner, remove_orphans
 from ..runners.process import ProcessRunner
 from ..spec.models import Pipeline
 from .errors import ApiError
@@ -100,6 +101,8 @@ async def serve_local(
     stop = stop or asyncio.Event()
     if port:
         check_listen(host, port)
+    if isinstance(engine_runner, EngineRunner):  # what a killed `local` left running
+        await loop.run_in_executor(None, remove_orphans, engine_runner.engine, out)
     root = Path(tempfile.mkdtemp(prefix="sm-compose-local-"))
     lifecycle = Lifecycle(root, engine_runner=engine_runner, engine_flag=engine_flag, out=out)
     control = LocalSageMaker(lifecycle)

@@ -127,8 +127,25 @@ def remove_leftovers(
 
     Containers of a live run (another `up` or `transform` of the same folder) are left alone.
     """
+    return _remove_unowned(
+        engine, engine.containers_labelled(STATE_LABEL, state_id(pipeline)), progress
+    )
+
+
+def remove_orphans(
+    engine: Engine, progress: Callable[[str], None] = lambda _msg: None
+) -> list[str]:
+    """Remove every sm-compose container whose `sm-compose` is gone, whatever its folder.
+
+    `sm-compose local` runs endpoints from folders of its own that a killed `local` never
+    cleans, so at its start it removes what any killed run left (a live run's are left alone).
+    """
+    return _remove_unowned(engine, engine.containers_labelled(OWNER_LABEL), progress)
+
+
+def _remove_unowned(engine: Engine, names: list[str], progress: Callable[[str], None]) -> list[str]:
     removed: list[str] = []
-    for name in engine.containers_labelled(STATE_LABEL, state_id(pipeline)):
+    for name in names:
         labels = engine.container_labels(name)
         if labels is None:
             continue  # removed meanwhile (--rm)

@@ -6,6 +6,7 @@ are what `sm-compose build` printed for two small containers, so they run as loc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
@@ -31,6 +33,7 @@ from tests.e2e.conftest import (
     processes_under,
     running_local,
     running_up,
+    start_local,
     write_pipeline,
 )
 from tests.integration.test_engine import Built
@@ -428,3 +431,33 @@ def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image
         sm.delete_endpoint(EndpointName="stub")
     assert up.proc.returncode == 0
     assert engine.containers_labelled(ENDPOINT_LABEL, "stub") == []
+
+
+@pytest.mark.engine
+def test_a_killed_local_leaves_containers_that_the_next_local_removes(
+    engine: Engine, stub_image: Built
+) -> None:
+    first = start_local("--engine", engine.name)
+    try:
+        first.wait_for("ready at", 60)
+        sm = first.sagemaker()
+        sm.create_model(ModelName="stub", PrimaryContainer={"Image": stub_image.tag})
+        variants = [{"VariantName": "v", "ModelName": "stub"}]
+        sm.create_endpoint_config(EndpointConfigName="stub", ProductionVariants=variants)
+        sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
+        assert _wait_status(sm, "stub")["EndpointStatus"] == "InService"
+        left = set(engine.containers_labelled(ENDPOINT_LABEL, "stub"))
+        assert len(left) == 1
+        tree = psutil.Process(first.proc.pid)
+        for proc in [tree, *tree.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        first.proc.wait(timeout=30)
+        assert set(engine.containers_labelled(ENDPOINT_LABEL, "stub")) == left
+        with running_local("--engine", engine.name, ready=60) as again:
+            for name in left:
+                assert any(f"removing leftover container {name}" in x for x in again.lines)
+                assert not engine.container_exists(name)
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
