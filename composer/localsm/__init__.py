@@ -8,6 +8,7 @@ Sits beside composer/aws/, above the runners. Where each behaviour lives:
   checks it;
 - pipelines.py: CreateModel and a production variant as a pipeline (the spec's rule book, one
   set of rules), and where each image runs (local processes or an engine);
+- transforms.py: transform jobs, run by the local batch transform (composer/batch/);
 - lifecycle.py: starting a set of containers, switching the gateway to it, stopping the old;
 - errors.py: `ApiError`, SageMaker's error codes and messages;
 - server.py: `serve_local`, what `sm-compose local` runs; `pipeline_with_control_plane`, `up`'s.

@@ -25,6 +25,7 @@ from .errors import ApiError, already_exists, not_found
 from .lifecycle import Lifecycle, RunningSet, failure_reason
 from .pipelines import ModelPlan, pipeline_for, plan_model
 from .shapes import input_errors, validation_message
+from .transforms import TransformJobs
 
 #: Seconds CreateEndpoint waits for InService before it answers (the endpoint goes on starting).
 CREATE_WAIT = 10.0
@@ -95,11 +96,23 @@ class LocalSageMaker:
             "ListEndpoints": self.list_endpoints,
             "UpdateEndpoint": self.update_endpoint,
             "DeleteEndpoint": self.delete_endpoint,
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self.describe_transform_job,
+            "ListTransformJobs": self.list_transform_jobs,
+            "StopTransformJob": self.stop_transform_job,
             "AddTags": self.add_tags,
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
         }
         self._tags: dict[str, dict[str, str]] = {}  # ARN -> key -> value, in order given
+        self.transforms = TransformJobs(
+            root=lifecycle.root,
+            model_plan=lambda name: self._model(name).plan,
+            arn=self._arn,
+            runner_for=lifecycle.runner_for,
+            spawn=self._spawn,
+            out=lifecycle.out,
+        )
 
     # --- the ControlPlane protocol ------------------------------------------------------------
 
@@ -120,6 +133,7 @@ class LocalSageMaker:
         """Stop every endpoint's containers (`local` stopping): nothing is left running."""
         for endpoint in list(self._endpoints.values()):
             self._forget(endpoint)
+        await self.transforms.aclose()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
@@ -418,6 +432,24 @@ class LocalSageMaker:
 
         self._spawn(teardown())
 
+    # --- transform jobs (transforms.py) --------------------------------------------------------
+
+    async def create_transform_job(self, document: _Document) -> _Document:
+        answer = await self.transforms.create(document)
+        self._tag(answer["TransformJobArn"], document.get("Tags"))
+        return answer
+
+    async def describe_transform_job(self, document: _Document) -> _Document:
+        return await self.transforms.describe(document)
+
+    async def list_transform_jobs(self, document: _Document) -> _Document:
+        jobs = self.transforms.summaries(document.get("StatusEquals"))
+        page, token = _page(document, jobs, lambda j: (j.name, j.created))
+        return {"TransformJobSummaries": [self.transforms.summary(j) for j in page], **token}
+
+    async def stop_transform_job(self, document: _Document) -> _Document:
+        return await self.transforms.stop(document)
+
     # --- tags -------------------------------------------------------------------------------
 
     def _tag(self, arn: str, tags: list[_Document] | None) -> None:
@@ -431,6 +463,7 @@ class LocalSageMaker:
         known = [m.arn for m in self._models.values()]
         known += [c.arn for c in self._configs.values()]
         known += [e.arn for e in self._endpoints.values()]
+        known += [j.arn for j in self.transforms.summaries(None)]
         if arn not in known:
             raise ApiError(
                 f'Could not find resource "{arn}": no model, endpoint config or '

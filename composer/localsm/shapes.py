@@ -15,9 +15,10 @@ from typing import Any
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 
 _MAX_REPORTED = 10
-#: Members whose pattern the local SageMaker widens: ModelDataUrl also takes file:// URIs and
-#: absolute paths here, as the SDK's local mode does (docs/local-sagemaker.md).
-_WIDENED = frozenset({"modelDataUrl"})
+#: Members whose pattern the local SageMaker widens: ModelDataUrl, and a transform job's input
+#: and output, also take file:// URIs and absolute paths here, as the SDK's local mode does
+#: (docs/local-sagemaker.md).
+_WIDENED = frozenset({"modelDataUrl", "s3Uri", "s3OutputPath"})
 
 
 @functools.cache

@@ -461,3 +461,63 @@ def test_a_killed_local_leaves_containers_that_the_next_local_removes(
     finally:
         if first.proc.poll() is None:
             first.proc.kill()
+
+
+def test_a_transform_job_runs_the_local_batch_transform(
+    local: Up, images: dict[str, str], tmp_path: Path
+) -> None:
+    sm = local.sagemaker()
+    recorder = ShapeRecorder(sm)
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "records.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": 3}\n')
+    written = tmp_path / "out"
+    sm.create_model(ModelName="batch", PrimaryContainer={"Image": images["echo"]})
+
+    def create(name: str, **more: Any) -> None:
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName="batch",
+            TransformInput={
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source.as_uri()}
+                },
+                "ContentType": "application/json",
+                "SplitType": "Line",
+            },
+            TransformOutput={"S3OutputPath": str(written / name), "AssembleWith": "Line"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+            BatchStrategy="SingleRecord",
+            **more,
+        )
+
+    create("echo-job", Environment={"JOB_ONLY": "1"})
+    sm.get_waiter("transform_job_completed_or_stopped").wait(
+        TransformJobName="echo-job", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    described = sm.describe_transform_job(TransformJobName="echo-job")
+    assert described["TransformJobStatus"] == "Completed", described
+    assert described["Environment"] == {"JOB_ONLY": "1"}
+    lines = (written / "echo-job" / "records.jsonl.out").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"a": 1}, {"a": 2}, {"a": 3}]
+    listed = sm.list_transform_jobs(StatusEquals="Completed")["TransformJobSummaries"]
+    assert [j["TransformJobName"] for j in listed] == ["echo-job"]
+
+    create("stopped-job", Environment={"FAULTY_HANG_ON_LOAD": "1"})
+    assert sm.describe_transform_job(TransformJobName="stopped-job")["TransformJobStatus"] == (
+        "InProgress"
+    )
+    sm.stop_transform_job(TransformJobName="stopped-job")
+    sm.get_waiter("transform_job_completed_or_stopped").wait(
+        TransformJobName="stopped-job", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    assert sm.describe_transform_job(TransformJobName="stopped-job")["TransformJobStatus"] == (
+        "Stopped"
+    )
+    assert recorder.problems == []
+    assert {
+        "CreateTransformJob",
+        "DescribeTransformJob",
+        "ListTransformJobs",
+        "StopTransformJob",
+    } <= (recorder.seen)

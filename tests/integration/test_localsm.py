@@ -257,6 +257,21 @@ def test_every_emulated_operation_answers_in_botocore_s_output_shape(local: Any)
     client.list_tags(ResourceArn=arn)
     client.delete_tags(ResourceArn=arn, TagKeys=["team"])
     client.delete_endpoint(EndpointName="e")
+    client.create_transform_job(
+        TransformJobName="t",
+        ModelName="m",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "/in"}}},
+        TransformOutput={"S3OutputPath": "/out"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
+    deadline = time.monotonic() + 10
+    while client.describe_transform_job(TransformJobName="t")["TransformJobStatus"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    failed = client.describe_transform_job(TransformJobName="t")
+    assert failed["TransformJobStatus"] == "Failed" and FOREIGN in failed["FailureReason"]
+    client.list_transform_jobs()
+    client.stop_transform_job(TransformJobName="t")
     client.delete_endpoint_config(EndpointConfigName="c")
     client.delete_model(ModelName="m")
     # UpdateEndpoint's success needs containers: tests/e2e/test_local_sagemaker.py checks it.
