@@ -12,7 +12,7 @@ reads it.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -32,7 +32,7 @@ class ControlPlane(Protocol):
     """
 
     @property
-    def operations(self) -> Sequence[str]: ...
+    def operations(self) -> Collection[str]: ...
 
     async def call(
         self, operation: str, document: dict[str, Any]

@@ -1,4 +1,5 @@
-"""The emulated operations: SageMaker's models, endpoint configs and endpoints, in memory.
+"""The emulated operations: SageMaker's models, endpoint configs, endpoints, transform jobs
+(transforms.py) and tags, in memory.
 
 `LocalSageMaker` is the `ControlPlane` the gateway hands `POST /` to (gateway/control.py): each
 operation's input is checked against botocore's shape (shapes.py), then answered with the
@@ -104,6 +105,7 @@ class LocalSageMaker:
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
         }
+        self._operations = frozenset(self._table)
         self._tags: dict[str, dict[str, str]] = {}  # ARN -> key -> value, in order given
         self.transforms = TransformJobs(
             root=lifecycle.root,
@@ -117,8 +119,8 @@ class LocalSageMaker:
     # --- the ControlPlane protocol ------------------------------------------------------------
 
     @property
-    def operations(self) -> list[str]:
-        return list(self._table)
+    def operations(self) -> frozenset[str]:
+        return self._operations
 
     async def call(self, operation: str, document: _Document) -> tuple[int, _Document]:
         errors = input_errors(operation, document)

@@ -27,7 +27,7 @@ from composer.localsm import Lifecycle, LocalSageMaker
 pytestmark = pytest.mark.slow
 
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
-OPERATIONS = LocalSageMaker(Lifecycle(Path("."))).operations
+OPERATIONS = sorted(LocalSageMaker(Lifecycle(Path("."))).operations)
 ANY_JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: (
