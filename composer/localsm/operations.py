@@ -132,7 +132,10 @@ class LocalSageMaker:
             return exc.status, error_document(exc.code, exc.message)
 
     async def aclose(self) -> None:
-        """Stop every endpoint's containers (`local` stopping): nothing is left running."""
+        """Stop every endpoint's containers and transform jobs: nothing is left running.
+
+        Called once the gateway has stopped (so requests in flight were answered).
+        """
         for endpoint in list(self._endpoints.values()):
             self._forget(endpoint)
         await self.transforms.aclose()

@@ -64,11 +64,10 @@ async def pipeline_with_control_plane(
                 await control.adopt(local_requests(pipeline), endpoint)
             except ApiError as exc:  # the endpoint serves all the same; say why it is not listed
                 out(f"sm-compose: {pipeline.name} is not in the control plane's lists: {exc}")
-            try:
-                yield endpoint
-            finally:
-                await control.aclose()
+            yield endpoint
     finally:
+        # Once the gateway has drained and stopped: the endpoints created beside `up`'s stop.
+        await control.aclose()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -116,8 +115,8 @@ async def serve_local(
             await stop.wait()
             out("sm-compose: stopping")
         finally:
+            await gateway.stop()  # answers what is in flight, as `up` does, then closes
             await control.aclose()
-            await gateway.stop()
         return 0
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
