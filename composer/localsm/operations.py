@@ -96,6 +96,7 @@ class LocalSageMaker:
             "DescribeEndpoint": self.describe_endpoint,
             "ListEndpoints": self.list_endpoints,
             "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_weights_and_capacities,
             "DeleteEndpoint": self.delete_endpoint,
             "CreateTransformJob": self.create_transform_job,
             "DescribeTransformJob": self.describe_transform_job,
@@ -310,6 +311,36 @@ class LocalSageMaker:
         endpoint.status = "Updating"
         endpoint.modified = time.time()
         endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
+        return {"EndpointArn": endpoint.arn}
+
+    async def update_weights_and_capacities(self, document: _Document) -> _Document:
+        """A variant's weight, live; its instance count only as far as one instance runs here."""
+        endpoint = self._endpoint(document["EndpointName"])
+        running = endpoint.running
+        if endpoint.status != "InService" or running is None:
+            raise ApiError(
+                f'Cannot update endpoint "{endpoint.arn}" while it is {endpoint.status}; wait '
+                "until it is InService"
+            )
+        variant = running.variant
+        for desired in document["DesiredWeightsAndCapacities"]:
+            if desired["VariantName"] != variant["VariantName"]:
+                raise ApiError(
+                    f"DesiredWeightsAndCapacities: got variant {desired['VariantName']}; endpoint "
+                    f"{endpoint.name} has {variant['VariantName']}"
+                )
+            count = desired.get("DesiredInstanceCount")
+            if count is not None and count != 1:
+                raise ApiError(
+                    f"DesiredInstanceCount: got {count}; the local SageMaker runs one instance "
+                    "per variant for now"
+                )
+        for desired in document["DesiredWeightsAndCapacities"]:
+            if desired.get("DesiredWeight") is not None:
+                running.variant = {**variant, "InitialVariantWeight": desired["DesiredWeight"]}
+            if desired.get("DesiredInstanceCount") is not None:
+                running.variant = {**running.variant, "InitialInstanceCount": 1}
+        endpoint.modified = time.time()
         return {"EndpointArn": endpoint.arn}
 
     async def _deploy(

@@ -155,6 +155,17 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     assert _invoke(local, "nb", "greeter") == ({"message": "hello, local"}, "prod")
     assert _invoke(local, "nb", "echo") == ({"name": "local"}, "prod")
     assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["nb"]
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName="nb",
+        DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredWeight": 0.5}],
+    )
+    variant = sm.describe_endpoint(EndpointName="nb")["ProductionVariants"][0]
+    assert variant["CurrentWeight"] == variant["DesiredWeight"] == 0.5
+    with pytest.raises(ClientError, match="runs one instance per variant"):
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="nb",
+            DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredInstanceCount": 2}],
+        )
 
     # UpdateEndpoint to a config that cannot start: the old one goes on serving.
     _direct_model(sm, "nb-broken", images, FAULTY_FAIL_ON_LOAD="broken on purpose")
@@ -204,9 +215,13 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     for model in ("nb-model", "nb-broken", "nb-v2"):
         sm.delete_model(ModelName=model)
     assert recorder.problems == []
-    assert {"CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint", "DeleteEndpoint"} <= (
-        recorder.seen
-    )
+    assert {
+        "CreateEndpoint",
+        "DescribeEndpoint",
+        "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+        "DeleteEndpoint",
+    } <= recorder.seen
 
 
 def test_a_container_that_fails_to_start_fails_the_endpoint_with_its_log(
