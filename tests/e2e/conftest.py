@@ -168,6 +168,15 @@ def running_local(*args: str, env: dict[str, str] | None = None, ready: float = 
         up.stop()
 
 
+def kill_tree(up: Up) -> None:
+    """SIGKILL to the process and all its descendants, as a crash would end them."""
+    tree = psutil.Process(up.proc.pid)
+    for proc in [tree, *tree.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    up.proc.wait(timeout=30)
+
+
 def processes_under(path: Path) -> list[tuple[int, str]]:
     """Live processes whose command line mentions `path`: leftovers after a stop."""
     found = []

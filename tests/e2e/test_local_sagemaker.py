@@ -6,7 +6,6 @@ are what `sm-compose build` printed for two small containers, so they run as loc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -19,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
@@ -30,6 +28,7 @@ from tests.e2e.conftest import (
     REPO,
     Up,
     faulty_pipeline,
+    kill_tree,
     processes_under,
     running_local,
     running_up,
@@ -125,6 +124,13 @@ def _config(sm: Any, name: str, model: str) -> None:
             }
         ],
     )
+
+
+def _single(sm: Any, name: str, image: str, **env: str) -> None:
+    """A one-container model and a config of the same name serving it."""
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "Environment": env})
+    variants = [{"VariantName": "v", "ModelName": name}]
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
 
 
 def _invoke(up: Up, endpoint: str, hostname: str) -> tuple[Any, str]:
@@ -228,17 +234,7 @@ def test_a_container_that_fails_to_start_fails_the_endpoint_with_its_log(
     local: Up, images: dict[str, str]
 ) -> None:
     sm = local.sagemaker()
-    sm.create_model(
-        ModelName="broken",
-        PrimaryContainer={
-            "Image": images["echo"],
-            "Environment": {"FAULTY_FAIL_ON_LOAD": "cannot load on purpose"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName="broken",
-        ProductionVariants=[{"VariantName": "v", "ModelName": "broken"}],
-    )
+    _single(sm, "broken", images["echo"], FAULTY_FAIL_ON_LOAD="cannot load on purpose")
     sm.create_endpoint(EndpointName="broken", EndpointConfigName="broken")
     described = _wait_status(sm, "broken")
     assert described["EndpointStatus"] == "Failed"
@@ -255,13 +251,7 @@ def test_endpoints_start_and_stop_at_once_and_one_still_creating_can_be_deleted(
     local: Up, images: dict[str, str]
 ) -> None:
     sm = local.sagemaker()
-    sm.create_model(
-        ModelName="hangs",
-        PrimaryContainer={"Image": images["echo"], "Environment": {"FAULTY_HANG_ON_LOAD": "1"}},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName="hangs", ProductionVariants=[{"VariantName": "v", "ModelName": "hangs"}]
-    )
+    _single(sm, "hangs", images["echo"], FAULTY_HANG_ON_LOAD="1")
     _direct_model(sm, "pair", images)
     _config(sm, "pair", "pair")
     errors: list[BaseException] = []
@@ -431,9 +421,7 @@ def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image
     """`local --engine`: a foreign image (the engine tests' stub) runs as SageMaker runs it."""
     with running_local("--engine", engine.name, ready=60) as up:
         sm = up.sagemaker()
-        sm.create_model(ModelName="stub", PrimaryContainer={"Image": stub_image.tag})
-        variants = [{"VariantName": "v", "ModelName": "stub"}]
-        sm.create_endpoint_config(EndpointConfigName="stub", ProductionVariants=variants)
+        _single(sm, "stub", stub_image.tag)
         sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
         described = _wait_status(sm, "stub")
         assert described["EndpointStatus"] == "InService", described
@@ -456,18 +444,12 @@ def test_a_killed_local_leaves_containers_that_the_next_local_removes(
     try:
         first.wait_for("ready at", 60)
         sm = first.sagemaker()
-        sm.create_model(ModelName="stub", PrimaryContainer={"Image": stub_image.tag})
-        variants = [{"VariantName": "v", "ModelName": "stub"}]
-        sm.create_endpoint_config(EndpointConfigName="stub", ProductionVariants=variants)
+        _single(sm, "stub", stub_image.tag)
         sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
         assert _wait_status(sm, "stub")["EndpointStatus"] == "InService"
         left = set(engine.containers_labelled(ENDPOINT_LABEL, "stub"))
         assert len(left) == 1
-        tree = psutil.Process(first.proc.pid)
-        for proc in [tree, *tree.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        first.proc.wait(timeout=30)
+        kill_tree(first)
         assert set(engine.containers_labelled(ENDPOINT_LABEL, "stub")) == left
         with running_local("--engine", engine.name, ready=60) as again:
             for name in left:
