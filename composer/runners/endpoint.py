@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -110,6 +111,7 @@ async def started_containers(
     extra_env: dict[str, str] | None = None,
     startup_timeout: float | None = None,
     scope: str = "",
+    log_stream: IO[str] | None = None,
 ) -> AsyncIterator[LocalEndpoint]:
     """A set of the pipeline's containers, every one up and pinged and supervised; all stopped on
     exit. No gateway: `gateway_config(set.pipeline, set.containers, set.prepared)` is what one
@@ -118,14 +120,15 @@ async def started_containers(
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
     /ping, at the first start and at every restart). `scope` prefixes each log line (e.g.
-    `endpoint/`), to tell endpoints apart.
+    `endpoint/`), to tell endpoints apart; `log_stream` is where the lines go besides each
+    container's log file (standard output when None).
     """
     runner = runner or ProcessRunner()
     loop = asyncio.get_running_loop()
     prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, progress or out)
     work = state_dir(pipeline)
     width = max(len(p.container.hostname) for p in prepared)
-    sink = LogSink(width, scope=scope)
+    sink = LogSink(width, log_stream, scope=scope)
     window = float(
         startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
     )
@@ -189,6 +192,7 @@ async def running_endpoint(
     extra_env: dict[str, str] | None = None,
     startup_timeout: float | None = None,
     control: ControlPlane | None = None,
+    log_stream: IO[str] | None = None,
 ) -> AsyncIterator[LocalEndpoint]:
     """Every container up and pinged, the gateway listening; all stopped on exit.
 
@@ -206,6 +210,7 @@ async def running_endpoint(
         progress=progress,
         extra_env=extra_env,
         startup_timeout=startup_timeout,
+        log_stream=log_stream,
     )
     async with started as endpoint:
         gateway = await start_gateway(
