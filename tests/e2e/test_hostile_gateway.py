@@ -9,6 +9,7 @@ container still answers /ping and a normal invocation succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 
 from tests.integration.rawhttp import Answer, build, closed_by_peer, exchange, read_answer
 
-from .conftest import READY_TIMEOUT, REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,8 +53,10 @@ H_ATTRS = b"X-Amzn-SageMaker-Custom-Attributes"
 _CONTAINER_LINE = re.compile(r"^(\S+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ")
 
 
-def _start(folder: Path, name: str, mode: str) -> Up:
-    text = f"""
+def _echo_pipeline(folder: Path, name: str, mode: str) -> Path:
+    return write_pipeline(
+        folder,
+        f"""
 name: {name}
 mode: {mode}
 containers:
@@ -63,29 +66,29 @@ containers:
   - hostname: second
     build: {ECHO}
     invocation_timeout: 5
-"""
+""",
+    )
+
+
+@contextlib.contextmanager
+def _running(factory: pytest.TempPathFactory, mode: str) -> Iterator[Up]:
+    """`up` of the two echo containers as hostile-MODE, for the block."""
+    name = f"hostile-{mode.lower()}"
     env = {"COMPOSER_GATEWAY_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
-    up = start_up(write_pipeline(folder, text), env=env)
-    up.wait_for("ready at", READY_TIMEOUT)
-    return up
+    with running_up(_echo_pipeline(factory.mktemp(name), name, mode), env=env) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-direct"), "hostile-direct", "Direct")
-    try:
+    with _running(tmp_path_factory, "Direct") as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-serial"), "hostile-serial", "Serial")
-    try:
+    with _running(tmp_path_factory, "Serial") as up:
         yield up
-    finally:
-        up.stop()
 
 
 def containers(up: Up) -> dict[str, str]:
