@@ -9,9 +9,9 @@ container still answers /ping and a normal invocation succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
-import json
 import os
 import re
 import socket
@@ -29,9 +29,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hostile import ECHO_BODIES, HEADER_VALUES, MEDIA_HEADER, PRINTABLE
 from tests.integration.rawhttp import Answer, build, closed_by_peer, exchange, read_answer
 
-from .conftest import READY_TIMEOUT, REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,8 +53,10 @@ H_ATTRS = b"X-Amzn-SageMaker-Custom-Attributes"
 _CONTAINER_LINE = re.compile(r"^(\S+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ")
 
 
-def _start(folder: Path, name: str, mode: str) -> Up:
-    text = f"""
+def _echo_pipeline(folder: Path, name: str, mode: str) -> Path:
+    return write_pipeline(
+        folder,
+        f"""
 name: {name}
 mode: {mode}
 containers:
@@ -63,29 +66,29 @@ containers:
   - hostname: second
     build: {ECHO}
     invocation_timeout: 5
-"""
+""",
+    )
+
+
+@contextlib.contextmanager
+def _running(factory: pytest.TempPathFactory, mode: str) -> Iterator[Up]:
+    """`up` of the two echo containers as hostile-MODE, for the block."""
+    name = f"hostile-{mode.lower()}"
     env = {"COMPOSER_GATEWAY_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
-    up = start_up(write_pipeline(folder, text), env=env)
-    up.wait_for("ready at", READY_TIMEOUT)
-    return up
+    with running_up(_echo_pipeline(factory.mktemp(name), name, mode), env=env) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-direct"), "hostile-direct", "Direct")
-    try:
+    with _running(tmp_path_factory, "Direct") as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-serial"), "hostile-serial", "Serial")
-    try:
+    with _running(tmp_path_factory, "Serial") as up:
         yield up
-    finally:
-        up.stop()
 
 
 def containers(up: Up) -> dict[str, str]:
@@ -160,44 +163,14 @@ def _invoke(port: int, name: str, headers: list[tuple[bytes, bytes]], body: byte
 
 # ---- random bodies and content types ------------------------------------------------------
 
-_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
-_UTF8 = st.characters(codec="utf-8")  # no lone surrogates
-_MEDIA = st.sampled_from(
-    [
-        "application/json",
-        "application/json; charset=utf-8",
-        "text/csv",
-        "text/plain",
-        "application/jsonlines",
-        "application/x-npy",
-        "application/octet-stream",
-        "image/jpeg",
-        "*/*",
-        "",
-        ";;;",
-        "a/b/c",
-        "text/csv; q=abc",
-        "application/json;q=0, text/csv;q=nan, */*;q=inf",
-    ]
-)
-_BODIES = st.one_of(
-    st.binary(max_size=2048),
-    st.text(_UTF8, max_size=512).map(str.encode),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-        max_leaves=12,
-    ).map(lambda doc: json.dumps(doc).encode()),
-).filter(lambda b: b"fail" not in b and b"sleep" not in b)
-
 
 @pytest.mark.parametrize("which", ["direct", "serial"])
 @FUZZ
 @given(
-    body=_BODIES,
-    content_type=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    accept=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    attrs=st.none() | st.text(_PRINTABLE, max_size=1024),
+    body=ECHO_BODIES,
+    content_type=MEDIA_HEADER,
+    accept=MEDIA_HEADER,
+    attrs=st.none() | st.text(PRINTABLE, max_size=1024),
     target=st.sampled_from(["first", "second"]),
 )
 def test_random_bodies_and_content_types(
@@ -236,18 +209,8 @@ _HEADER_NAMES = st.sampled_from(
         b"X-Something-Else",
     ]
 )
-_HOSTILE_VALUES = st.one_of(
-    st.integers(1000, 12000).map(lambda n: b"a" * n),  # over-long (SageMaker: 63 to 1024)
-    st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=1, max_size=40).map(
-        str.encode
-    ),
-    st.binary(min_size=1, max_size=40).filter(lambda b: any(c >= 0x80 for c in b)),  # latin-1
-    st.tuples(
-        st.text(_PRINTABLE, max_size=20),
-        st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b"\x7f", b"\x01", b"\r\n\r\n"]),
-        st.text(_PRINTABLE, max_size=20),
-    ).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
-    st.just(b"\r\nX-Amzn-SageMaker-Target-Container-Hostname: second"),  # header splitting
+_HOSTILE_VALUES = HEADER_VALUES | st.just(
+    b"\r\nX-Amzn-SageMaker-Target-Container-Hostname: second"  # header splitting
 )
 
 
