@@ -1,9 +1,10 @@
 """The aiohttp path: every request the fast path hands over, and the app `create_app` returns.
 
-Routes: InvokeEndpoint, InvokeEndpointAsync, /ping, /metrics; any other path or method answers
-in SageMaker's JSON shape (UnknownOperationException). The invocation routes ask the core
-(registry.py, endpoint.py) for a `Reply` and write it as a `web.Response`; a body is read here,
-within the payload limit and the client timeout.
+Routes: InvokeEndpoint, InvokeEndpointWithResponseStream, InvokeEndpointAsync, /ping, /metrics;
+any other path or method answers in SageMaker's JSON shape (UnknownOperationException). The
+invocation routes ask the core (registry.py, endpoint.py, streaming.py) for a `Reply` and write
+it as a `web.Response`, or write the event stream streaming.py opens, message by message; a
+body is read here, within the payload limit and the client timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .connections import Connections, last_resort, new_request_id
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .registry import EndpointRegistry
 from .reply import H_REQUEST_ID, Reply, json_reply
+from .streaming import Opened
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +31,26 @@ def aiohttp_response(reply: Reply) -> web.Response:
     response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
     if reply.close:
         response.force_close()
+    return response
+
+
+async def write_stream(request: web.Request, opened: Opened) -> web.StreamResponse:
+    """An event stream, chunked: each message written (and sent) as the container's part comes.
+
+    A caller that goes away ends the stream, and with it the container's connection.
+    """
+    response = web.StreamResponse(status=200, headers=opened.headers)
+    frames = opened.frames
+    try:
+        await response.prepare(request)
+        async for frame in frames:
+            await response.write(frame)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        response.force_close()
+        raise
+    finally:
+        await frames.aclose()
     return response
 
 
@@ -104,6 +126,18 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
         )
         return aiohttp_response(reply)
 
+    async def invoke_stream(request: web.Request) -> web.StreamResponse:
+        request_id = new_request_id()
+        answer = await endpoints.invoke_stream(
+            request_id,
+            request.match_info["name"],
+            request.headers,
+            lambda: _read_body(request, request_id, limit, timeout),
+        )
+        if isinstance(answer, Reply):
+            return aiohttp_response(answer)
+        return await write_stream(request, answer)
+
     async def invoke_async(request: web.Request) -> web.StreamResponse:
         reply = await endpoints.invoke_async(
             new_request_id(), request.match_info["name"], request.headers
@@ -123,6 +157,7 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
 
     app.cleanup_ctx.append(endpoints_ctx)
     app.router.add_post("/endpoints/{name}/invocations", invoke)
+    app.router.add_post("/endpoints/{name}/invocations-response-stream", invoke_stream)
     app.router.add_post("/endpoints/{name}/async-invocations", invoke_async)
     app.router.add_get("/ping", ping)
     app.router.add_get("/metrics", metrics)
