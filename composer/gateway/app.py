@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import CIMultiDictProxy
 
 from . import errors
 from .config import GatewayConfig, Health
 from .connections import Connections, last_resort, new_request_id
+from .endpoint import BodyReader
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .registry import EndpointRegistry
 from .reply import H_REQUEST_ID, Reply, json_reply
@@ -116,24 +118,21 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
     timeout = connections.timeout
     app = web.Application(client_max_size=limit, middlewares=[_sagemaker_shaped(connections)])
 
-    async def invoke(request: web.Request) -> web.StreamResponse:
+    def invocation(request: web.Request) -> tuple[str, str, CIMultiDictProxy[str], BodyReader]:
+        """(request id, endpoint name, headers, body reader) of an invocation."""
         request_id = new_request_id()
-        reply = await endpoints.invoke(
+        return (
             request_id,
             request.match_info["name"],
             request.headers,
             lambda: _read_body(request, request_id, limit, timeout),
         )
-        return aiohttp_response(reply)
+
+    async def invoke(request: web.Request) -> web.StreamResponse:
+        return aiohttp_response(await endpoints.invoke(*invocation(request)))
 
     async def invoke_stream(request: web.Request) -> web.StreamResponse:
-        request_id = new_request_id()
-        answer = await endpoints.invoke_stream(
-            request_id,
-            request.match_info["name"],
-            request.headers,
-            lambda: _read_body(request, request_id, limit, timeout),
-        )
+        answer = await endpoints.invoke_stream(*invocation(request))
         if isinstance(answer, Reply):
             return aiohttp_response(answer)
         return await write_stream(request, answer)

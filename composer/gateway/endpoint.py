@@ -177,19 +177,27 @@ class Endpoint:
             if answer.session_headers is not None:
                 headers.update(answer.session_headers)
             return Reply(200, headers, answer.body)
-        except ModelError as e:
-            return e.to_reply(request_id)
-        except GatewayError as e:
-            m = self.metrics.of(ENDPOINT_LEVEL)
-            (m.errors_5xx if e.status >= 500 else m.errors_4xx).inc()
-            return e.to_reply(request_id)
-        except Exception:
-            self.metrics.of(ENDPOINT_LEVEL).errors_5xx.inc()
-            return last_resort(request_id)
+        except Exception as e:
+            return self.failure(request_id, e)
         finally:
             if overhead_label is not None:
                 overhead = time.perf_counter_ns() - started - in_containers
                 self.metrics.of(overhead_label).overhead_latency.observe(overhead / 1000)
+
+    def failure(self, request_id: str, e: Exception) -> Reply:
+        """The answer to a failed invocation (called where it was caught), counted.
+
+        A ModelError is counted per container where it happened; the gateway's own refusals
+        and failures at endpoint level; anything unexpected is the last-resort InternalFailure.
+        """
+        if isinstance(e, ModelError):
+            return e.to_reply(request_id)
+        m = self.metrics.of(ENDPOINT_LEVEL)
+        if isinstance(e, GatewayError):
+            (m.errors_5xx if e.status >= 500 else m.errors_4xx).inc()
+            return e.to_reply(request_id)
+        m.errors_5xx.inc()
+        return last_resort(request_id, e)
 
     async def call(
         self,

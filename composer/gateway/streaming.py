@@ -25,10 +25,8 @@ from dataclasses import dataclass
 
 from . import errors, eventstream
 from .config import Upstream
-from .connections import last_resort
 from .endpoint import H_CUSTOM, H_VARIANT, BodyReader, Endpoint
-from .errors import GatewayError, ModelError, ValidationError
-from .metrics import ENDPOINT_LEVEL
+from .errors import ModelError, ValidationError
 from .reply import H_REQUEST_ID, Reply
 from .sessions import H_SESSION
 from .upstream import Streamed, UpstreamError
@@ -80,15 +78,8 @@ async def invoke_stream(
         return await _open(
             endpoint, request_id, last, data, content_type, h.get(H_STREAM_ACCEPT), attrs, session
         )
-    except ModelError as e:
-        return e.to_reply(request_id)
-    except GatewayError as e:
-        m = endpoint.metrics.of(ENDPOINT_LEVEL)
-        (m.errors_5xx if e.status >= 500 else m.errors_4xx).inc()
-        return e.to_reply(request_id)
-    except Exception:
-        endpoint.metrics.of(ENDPOINT_LEVEL).errors_5xx.inc()
-        return last_resort(request_id)
+    except Exception as e:
+        return endpoint.failure(request_id, e)
 
 
 async def _open(

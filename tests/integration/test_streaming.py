@@ -279,3 +279,28 @@ def test_streaming_may_use_an_open_session(direct: ThreadedGateway) -> None:
     sid = _counter(direct, SessionId="NEW_SESSION")["NewSessionId"].split(";")[0]
     parts = _parts(_stream(direct, {"parts": 2}, TargetContainerHostname="streamer", SessionId=sid))
     assert len(parts) == 2
+
+
+class _NoModels:
+    """A multi-model container's model source that is never asked (streams cannot name one)."""
+
+    async def prepare(self, target_model: str, name: str) -> str:
+        raise AssertionError("a stream has no TargetModel to load")
+
+    def release(self, name: str) -> None:
+        raise AssertionError("nothing was loaded")
+
+
+def test_a_multi_model_container_cannot_stream(urls: dict[str, str]) -> None:
+    config = GatewayConfig(
+        endpoint_name="stream-mme",
+        mode="Serial",
+        containers=(Upstream("models", urls["streamer"], model_source=_NoModels()),),
+    )
+    with ThreadedGateway(config) as gw:
+        client = runtime_client_for(gw.url)
+        with pytest.raises(client.exceptions.ValidationError) as info:
+            client.invoke_endpoint_with_response_stream(EndpointName="stream-mme", Body=b"{}")
+    message = info.value.response["Error"]["Message"]
+    assert "cannot stream through multi-model container models" in message
+    assert "no TargetModel" in message
