@@ -143,6 +143,10 @@ async def _open(
     custom = streamed.headers.get(_H_CUSTOM_LOWER)
     if custom is not None:
         answer[H_CUSTOM] = custom
+    if session is not None:
+        # the operation has no ClosedSessionId to tell the caller, but a session the container
+        # closed is closed (NEW_SESSION never gets here, so nothing opens)
+        endpoint.sessions.answered(session, streamed.headers, host)
     return Opened(answer, _frames(endpoint, up, streamed, deadline, started, request_id))
 
 

@@ -279,6 +279,11 @@ def test_streaming_may_use_an_open_session(direct: ThreadedGateway) -> None:
     sid = _counter(direct, SessionId="NEW_SESSION")["NewSessionId"].split(";")[0]
     parts = _parts(_stream(direct, {"parts": 2}, TargetContainerHostname="streamer", SessionId=sid))
     assert len(parts) == 2
+    closing = _stream(direct, {"close": True}, TargetContainerHostname="counter", SessionId=sid)
+    assert json.loads(b"".join(p for _, p in _parts(closing))) == {"session": sid, "count": 1}
+    client = runtime_client_for(direct.url)
+    with pytest.raises(client.exceptions.ValidationError, match="not an open session"):
+        _counter(direct, SessionId=sid)  # the container closed it in a streamed answer
 
 
 class _NoModels:
