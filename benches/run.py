@@ -11,6 +11,7 @@ Sections (docs/performance.md explains each, with its target):
   startup   `up` of the NLP example to ready (warm); validate + build of a 15-container spec
   memory    the `up` process (gateway) under load; per-container overhead; spaCy per worker
   load      64 clients against the Direct and Serial NLP examples (tests/e2e/test_load.py)
+  streaming time to the first PayloadPart vs the whole answer, spaCy, 200 paragraphs
 
 --smoke runs every section briefly (CI proves the suite works; it asserts no timings) and writes
 its report to --out instead of docs/performance.md. Loads go to loopback only, bounded in time.
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -810,6 +812,71 @@ def bench_load(work: Path, seconds: float, report: Report) -> None:
     report.figures["load"] = figures
 
 
+# --- 8. streaming --------------------------------------------------------------------------
+
+
+def paragraphs(count: int) -> list[str]:
+    """`count` paragraphs of five sentences each, every one a little different."""
+    return [
+        " ".join(f"{_SENTENCES[(i + j) % len(_SENTENCES)]}" for j in range(5)) + f" Part {i}."
+        for i in range(count)
+    ]
+
+
+def bench_streaming(work: Path, rounds: int, report: Report) -> None:
+    """InvokeEndpointWithResponseStream of the spaCy container: when the first analysis comes."""
+    import boto3
+    from botocore.config import Config
+
+    count = 200
+    body = json.dumps({"texts": paragraphs(count)}).encode()
+    pipeline = _nlp_pipeline(work / "streaming", "Direct")
+    first, whole, plain, parts = [], [], [], 0
+    with composer_up(pipeline, work / "up-streaming.log") as up:
+        client = boto3.client(
+            "sagemaker-runtime", endpoint_url=up.gateway, region_name="us-east-1",
+            aws_access_key_id="bench", aws_secret_access_key="bench",
+            config=Config(retries={"max_attempts": 1}, read_timeout=120),
+        )  # fmt: skip
+        call: dict[str, Any] = {"EndpointName": "nlp-direct", "TargetContainerHostname": "spacy",
+                                "ContentType": "application/json", "Body": body}  # fmt: skip
+        client.invoke_endpoint(**call, Accept="application/jsonlines")  # warm: workers, caches
+        for _ in range(rounds):
+            started = time.perf_counter()
+            answer = client.invoke_endpoint_with_response_stream(
+                **call, Accept="application/jsonlines"
+            )
+            parts = 0
+            for event in answer["Body"]:
+                if parts == 0:
+                    first.append(time.perf_counter() - started)
+                parts += len(event["PayloadPart"]["Bytes"]) > 0
+            whole.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.invoke_endpoint(**call, Accept="application/jsonlines")["Body"].read()
+            plain.append(time.perf_counter() - started)
+    figures = {
+        "first_part_s": min(first),
+        "whole_stream_s": min(whole),
+        "invoke_endpoint_s": min(plain),
+        "parts": parts,
+    }
+    report.section("8. Streaming: time to the first PayloadPart (spaCy, 200 paragraphs)")
+    report.add(
+        "| call | seconds |",
+        "|---|--:|",
+        f"| InvokeEndpointWithResponseStream, first PayloadPart | {figures['first_part_s']:.3f} |",
+        f"| InvokeEndpointWithResponseStream, whole stream ({parts} parts) | "
+        f"{figures['whole_stream_s']:.3f} |",
+        f"| InvokeEndpoint, whole answer | {figures['invoke_endpoint_s']:.3f} |",
+        "",
+        f'`{{"texts": [...]}}` of {count} paragraphs (five sentences each) with Accept '
+        "`application/jsonlines`: the container writes one line per text as `nlp.pipe` yields "
+        f"it (batches of 8). Each figure is the best of {rounds} rounds, boto3 against `up`.",
+    )
+    report.figures["streaming"] = figures
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -840,7 +907,7 @@ def _machine() -> str:
     )
 
 
-SECTIONS = ("gateway", "serial", "stack", "batch", "startup", "memory", "load")
+SECTIONS = ("gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming")
 
 
 def main() -> int:
@@ -883,6 +950,8 @@ def main() -> int:
             bench_memory(work, seconds, report)
         if "load" in chosen:
             bench_load(work, 3 if args.smoke else 30, report)
+        if "streaming" in chosen:
+            bench_streaming(work, rounds, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = shlex.join([".venv/bin/python", "benches/run.py", *sys.argv[1:]])

@@ -10,6 +10,10 @@ moto runs two ways. `moto` is its standalone server, started once per session (w
 UpdateEndpoint moto lacks, see tests/integration/aws_fixtures.py), emptied for each module that
 uses it, and reached by unmodified clients through AWS_ENDPOINT_URL_*, which the fixture sets
 for that module. `aws` is moto inside this process (mock_aws), fresh for each test.
+
+OCI engines (tests/engines.py): `engine` is each engine in turn, Podman then Docker, set up once
+per session for every module that takes it; `registry` a local registry; `nlp_images` the NLP
+example with its images built once per engine.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 
+from composer.runners.engine import ENGINES
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from composer.batch import TransformOptions
+    from composer.runners.engine import Engine
     from tests.integration.aws_fixtures import MotoServer
 
 # --- which tests plain `pytest` runs ---------------------------------------------------------
@@ -171,3 +180,42 @@ def jsonl() -> Callable[..., TransformOptions]:
         return TransformOptions(**{**base, **given})
 
     return options
+
+
+# --- OCI engines (tests/engines.py) --------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """Each engine in turn, set up as CI sets it up; every test that takes it runs per engine."""
+    from tests.engines import docker_engine, podman_engine
+
+    if request.param == "podman":
+        yield from podman_engine()
+    else:
+        yield from docker_engine(tmp_path_factory.mktemp("docker-config"))
+
+
+@pytest.fixture
+def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HOST:PORT of a local registry for the test (its engine's set-up installs it)."""
+    from tests.engines import local_registry
+
+    with local_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def nlp_images(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """nlp-direct written into a private folder, its images built (or found) once per engine.
+    An unchanged context is not built again, so later builds of the example find them."""
+    from tests.e2e.conftest import nlp_pipeline
+    from tests.engines import cli
+
+    pipeline = nlp_pipeline(tmp_path_factory.mktemp("images"), "Direct")
+    proc = cli("build", str(pipeline), "--engine", engine.name)
+    assert proc.returncode == 0, proc.stderr
+    print(f"\n[engine] {engine.name}: {proc.stdout.strip()}")
+    return pipeline

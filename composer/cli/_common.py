@@ -41,6 +41,10 @@ def friendly(func: F) -> F:
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
+        except BrokenPipeError:  # `sm-compose invoke ... | head`: the reader has gone
+            # Python's own advice: point stdout at devnull so the exit's flush cannot raise.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, as a shell tool killed by it ends
         except click.exceptions.Exit:
             raise
         except Exception as exc:  # the last line of defence: never a traceback

@@ -9,6 +9,10 @@ Where each behaviour lives:
   the unknown-endpoint answer);
 - endpoint.py: InvokeEndpoint for one endpoint: Direct and Serial routing, the header and
   variant checks, container calls and their failures, per-container metrics;
+- streaming.py: InvokeEndpointWithResponseStream (each container chunk one PayloadPart;
+  failures mid-stream as ModelStreamError), on endpoint.py's routing;
+- eventstream.py: AWS event-stream framing (prelude, headers, CRCs) of its answers;
+- sessions.py: stateful sessions (SessionId): the open session ids of each endpoint, expiry;
 - multimodel.py: TargetModel on a multi-model container (load, LRU eviction, reload);
 - asyncinv.py: InvokeEndpointAsync (queue, input and output locations);
 - errors.py: every failure as SageMaker's error shape; header-value limits;
@@ -20,7 +24,8 @@ Where each behaviour lives:
   and its errors; what operations mean is the `ControlPlane` handler's (composer/localsm/);
 - app.py: aiohttp's side: every other request, routes, the 404 shape, body reading;
 - server.py: `Gateway`, `ThreadedGateway`, `start_gateway`: start and stop;
-- upstream.py: the HTTP/1.1 client to containers (kept-alive connections);
+- upstream.py: the HTTP/1.1 client to containers (kept-alive connections; streamed answers
+  part by part);
 - metrics.py: CloudWatch's metrics in Prometheus text format.
 """
 

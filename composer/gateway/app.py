@@ -1,10 +1,11 @@
 """The aiohttp path: every request the fast path hands over, and the app `create_app` returns.
 
-Routes: InvokeEndpoint, InvokeEndpointAsync, /ping, /metrics, the control plane's `POST /`
-when one is given (control.py); any other path or method answers
-in SageMaker's JSON shape (UnknownOperationException). The invocation routes ask the core
-(registry.py, endpoint.py) for a `Reply` and write it as a `web.Response`; a body is read here,
-within the payload limit and the client timeout.
+Routes: InvokeEndpoint, InvokeEndpointWithResponseStream, InvokeEndpointAsync, /ping, /metrics,
+the control plane's `POST /` when one is given (control.py); any other path or method answers in
+SageMaker's JSON shape (UnknownOperationException). The invocation routes ask the core
+(registry.py, endpoint.py, streaming.py) for a `Reply` and write it as a `web.Response`, or write
+the event stream streaming.py opens, message by message; a body is read here, within the payload
+limit and the client timeout.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import CIMultiDictProxy
 
 from . import errors
 from .config import GatewayConfig, Health
 from .connections import Connections, last_resort, new_request_id
 from .control import ControlPlane, control_route
+from .endpoint import BodyReader
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .registry import EndpointRegistry
 from .reply import H_REQUEST_ID, Reply, json_reply
+from .streaming import Opened
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,6 +35,26 @@ def aiohttp_response(reply: Reply) -> web.Response:
     response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
     if reply.close:
         response.force_close()
+    return response
+
+
+async def write_stream(request: web.Request, opened: Opened) -> web.StreamResponse:
+    """An event stream, chunked: each message written (and sent) as the container's part comes.
+
+    A caller that goes away ends the stream, and with it the container's connection.
+    """
+    response = web.StreamResponse(status=200, headers=opened.headers)
+    frames = opened.frames
+    try:
+        await response.prepare(request)
+        async for frame in frames:
+            await response.write(frame)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        response.force_close()
+        raise
+    finally:
+        await frames.aclose()
     return response
 
 
@@ -101,15 +125,24 @@ def build_app(
     timeout = connections.timeout
     app = web.Application(client_max_size=limit, middlewares=[_sagemaker_shaped(connections)])
 
-    async def invoke(request: web.Request) -> web.StreamResponse:
+    def invocation(request: web.Request) -> tuple[str, str, CIMultiDictProxy[str], BodyReader]:
+        """(request id, endpoint name, headers, body reader) of an invocation."""
         request_id = new_request_id()
-        reply = await endpoints.invoke(
+        return (
             request_id,
             request.match_info["name"],
             request.headers,
             lambda: _read_body(request, request_id, limit, timeout),
         )
-        return aiohttp_response(reply)
+
+    async def invoke(request: web.Request) -> web.StreamResponse:
+        return aiohttp_response(await endpoints.invoke(*invocation(request)))
+
+    async def invoke_stream(request: web.Request) -> web.StreamResponse:
+        answer = await endpoints.invoke_stream(*invocation(request))
+        if isinstance(answer, Reply):
+            return aiohttp_response(answer)
+        return await write_stream(request, answer)
 
     async def invoke_async(request: web.Request) -> web.StreamResponse:
         reply = await endpoints.invoke_async(
@@ -130,6 +163,7 @@ def build_app(
 
     app.cleanup_ctx.append(endpoints_ctx)
     app.router.add_post("/endpoints/{name}/invocations", invoke)
+    app.router.add_post("/endpoints/{name}/invocations-response-stream", invoke_stream)
     app.router.add_post("/endpoints/{name}/async-invocations", invoke_async)
     app.router.add_get("/ping", ping)
     app.router.add_get("/metrics", metrics)

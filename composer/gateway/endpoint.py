@@ -25,6 +25,7 @@ from .errors import GatewayError, ModelError, ValidationError
 from .metrics import ENDPOINT_LEVEL, EndpointMetrics
 from .multimodel import H_TARGET_MODEL, LoadFailed, ModelSourceError, MultiModelRouter
 from .reply import H_REQUEST_ID, Reply
+from .sessions import H_SESSION, BadSessionAnswer, SessionTable
 from .upstream import UpstreamError, UpstreamPool
 
 # Request headers boto3 sends (botocore's sagemaker-runtime model, InvokeEndpointInput).
@@ -46,6 +47,8 @@ class _Answer:
     content_type: str | None
     custom_attributes: str | None
     latency_ns: int
+    #: NewSessionId / ClosedSessionId for the caller (None: the request had no SessionId).
+    session_headers: dict[str, str] | None = None
 
 
 class Endpoint:
@@ -69,6 +72,7 @@ class Endpoint:
             for c in config.containers
             if c.model_source is not None
         }
+        self.sessions = SessionTable(config.endpoint_name)
         self.async_invoker: AsyncInvoker | None = None
         if config.async_inference is not None:
             self.async_invoker = AsyncInvoker(config.async_inference, self._run_async)
@@ -89,6 +93,42 @@ class Endpoint:
             await self.async_invoker.close()
         self.retire()
 
+    def route(self, h: Mapping[str, str]) -> Upstream | None:
+        """The container a Direct request targets (None: Serial, every container in turn).
+
+        Refuses an unknown variant, and a hostname that is missing, unknown or not allowed,
+        with SageMaker's ValidationError.
+        """
+        config = self.config
+        name = config.endpoint_name
+        variant = h.get(H_TARGET_VARIANT)
+        if variant is not None and variant != config.variant_name:
+            raise ValidationError(
+                f"Variant {variant} does not exist on endpoint {name}; "
+                f"its only production variant is {config.variant_name}."
+            )
+        target = h.get(H_TARGET_HOST)
+        up: Upstream | None = None
+        if config.mode == "Direct":
+            if not target:
+                raise ValidationError(
+                    f"Endpoint {name} is configured for direct invocation: specify "
+                    f"TargetContainerHostname, one of: {self.hostnames}."
+                )
+            up = self.by_host.get(target)
+            if up is None:
+                raise ValidationError(
+                    f"TargetContainerHostname {target} does not exist in endpoint {name}; "
+                    f"its containers are: {self.hostnames}."
+                )
+        elif target is not None:
+            raise ValidationError(
+                f"Endpoint {name} is not configured for direct invocation "
+                f"(its inference execution mode is Serial), so TargetContainerHostname "
+                f"must not be specified; got {target!r}."
+            )
+        return up
+
     async def invoke(
         self, request_id: str, h: Mapping[str, str], body: bytes | BodyReader
     ) -> Reply:
@@ -99,32 +139,7 @@ class Endpoint:
         try:
             config = self.config
             name = config.endpoint_name
-            variant = h.get(H_TARGET_VARIANT)
-            if variant is not None and variant != config.variant_name:
-                raise ValidationError(
-                    f"Variant {variant} does not exist on endpoint {name}; "
-                    f"its only production variant is {config.variant_name}."
-                )
-            target = h.get(H_TARGET_HOST)
-            up: Upstream | None = None
-            if config.mode == "Direct":
-                if not target:
-                    raise ValidationError(
-                        f"Endpoint {name} is configured for direct invocation: specify "
-                        f"TargetContainerHostname, one of: {self.hostnames}."
-                    )
-                up = self.by_host.get(target)
-                if up is None:
-                    raise ValidationError(
-                        f"TargetContainerHostname {target} does not exist in endpoint {name}; "
-                        f"its containers are: {self.hostnames}."
-                    )
-            elif target is not None:
-                raise ValidationError(
-                    f"Endpoint {name} is not configured for direct invocation "
-                    f"(its inference execution mode is Serial), so TargetContainerHostname "
-                    f"must not be specified; got {target!r}."
-                )
+            up = self.route(h)
             target_model = h.get(H_TARGET_MODEL)
             if target_model is not None:
                 if not self.routers:
@@ -138,6 +153,9 @@ class Endpoint:
             elif self.routers and (up is None or up.hostname in self.routers):
                 raise ValidationError(f"Request {request_id} is missing a target model header.")
             errors.check_headers(h)
+            session = h.get(H_SESSION)
+            if session is not None:
+                self.sessions.check(session, may_open=True)
             data = body if isinstance(body, bytes) else await body()
             content_type = h.get("Content-Type")
             accept = h.get("Accept")
@@ -145,31 +163,41 @@ class Endpoint:
             if up is not None:
                 overhead_label = up.hostname
                 answer = await self.call(
-                    up, data, content_type, accept, attrs, "a response", target_model
+                    up, data, content_type, accept, attrs, "a response", target_model, session
                 )
             else:
                 overhead_label = ENDPOINT_LEVEL
-                answer = await self._chain(data, content_type, accept, attrs, target_model)
+                answer = await self.chain(data, content_type, accept, attrs, target_model, session)
             in_containers = answer.latency_ns
             headers = {H_VARIANT: config.variant_name, H_REQUEST_ID: request_id}
             if answer.content_type is not None:
                 headers["Content-Type"] = answer.content_type
             if answer.custom_attributes is not None:
                 headers[H_CUSTOM] = answer.custom_attributes
+            if answer.session_headers is not None:
+                headers.update(answer.session_headers)
             return Reply(200, headers, answer.body)
-        except ModelError as e:
-            return e.to_reply(request_id)
-        except GatewayError as e:
-            m = self.metrics.of(ENDPOINT_LEVEL)
-            (m.errors_5xx if e.status >= 500 else m.errors_4xx).inc()
-            return e.to_reply(request_id)
-        except Exception:
-            self.metrics.of(ENDPOINT_LEVEL).errors_5xx.inc()
-            return last_resort(request_id)
+        except Exception as e:
+            return self.failure(request_id, e)
         finally:
             if overhead_label is not None:
                 overhead = time.perf_counter_ns() - started - in_containers
                 self.metrics.of(overhead_label).overhead_latency.observe(overhead / 1000)
+
+    def failure(self, request_id: str, e: Exception) -> Reply:
+        """The answer to a failed invocation (called where it was caught), counted.
+
+        A ModelError is counted per container where it happened; the gateway's own refusals
+        and failures at endpoint level; anything unexpected is the last-resort InternalFailure.
+        """
+        if isinstance(e, ModelError):
+            return e.to_reply(request_id)
+        m = self.metrics.of(ENDPOINT_LEVEL)
+        if isinstance(e, GatewayError):
+            (m.errors_5xx if e.status >= 500 else m.errors_4xx).inc()
+            return e.to_reply(request_id)
+        m.errors_5xx.inc()
+        return last_resort(request_id, e)
 
     async def call(
         self,
@@ -180,8 +208,13 @@ class Endpoint:
         custom_attributes: str | None,
         receiver: str,
         target_model: str | None = None,
+        session: str | None = None,
     ) -> _Answer:
-        """One container round trip; any failure becomes the ModelError SageMaker would send."""
+        """One container round trip; any failure becomes the ModelError SageMaker would send.
+
+        `session`: the caller's SessionId, forwarded; the container's session headers then
+        update the endpoint's sessions and come back in `session_headers`.
+        """
         host = up.hostname
         m = self.metrics.of(host)
         if self.health is not None and not self.health.is_up(host):
@@ -195,6 +228,8 @@ class Endpoint:
             headers["Accept"] = accept
         if custom_attributes is not None:
             headers[H_CUSTOM] = custom_attributes
+        if session is not None:
+            headers[H_SESSION] = session
         limit = self.config.max_payload_bytes
         m.invocations.inc()
         start = time.perf_counter_ns()
@@ -246,32 +281,57 @@ class Endpoint:
                 0,
                 f"Container {host} returned {got}, more than the {limit}-byte limit of {receiver}.",
             )
-        return _Answer(data, answer_type, answer_attrs, latency)
+        opened: dict[str, str] | None = None
+        if session is not None:
+            try:
+                opened = self.sessions.answered(session, resp.headers, host)
+            except BadSessionAnswer as e:
+                m.errors_5xx.inc()
+                raise ModelError(self.config, host, 0, str(e)) from None
+        return _Answer(data, answer_type, answer_attrs, latency, opened)
 
-    async def _chain(
+    async def chain(
         self,
         body: bytes,
         content_type: str | None,
         accept: str | None,
         attrs: str | None,
         target_model: str | None,
+        session: str | None = None,
+        containers: tuple[Upstream, ...] | None = None,
     ) -> _Answer:
-        """Serial: each answer (body and Content-Type, verbatim) is the next request."""
-        containers = self.config.containers
-        last = len(containers) - 1
+        """Serial: each answer (body and Content-Type, verbatim) is the next request.
+
+        `session` goes to every container; whichever opens or closes it, the caller hears.
+        `containers`: a prefix of the pipeline (streaming runs the rest), the last of which
+        then gets no Accept either.
+        """
+        every = self.config.containers
+        chained = every if containers is None else containers
+        last = len(every) - 1
         spent = 0
         answer: _Answer | None = None
-        for i, up in enumerate(containers):
+        said: dict[str, str] | None = None
+        for i, up in enumerate(chained):
             receiver = (
-                f"a request to container {containers[i + 1].hostname}" if i < last else "a response"
+                f"a request to container {every[i + 1].hostname}" if i < last else "a response"
             )
             answer = await self.call(
-                up, body, content_type, accept if i == last else None, attrs, receiver, target_model
+                up,
+                body,
+                content_type,
+                accept if i == last else None,
+                attrs,
+                receiver,
+                target_model,
+                session,
             )
             spent += answer.latency_ns
             body, content_type = answer.body, answer.content_type
+            if answer.session_headers is not None:
+                said = {**(said or {}), **answer.session_headers}
         assert answer is not None
-        return _Answer(answer.body, answer.content_type, answer.custom_attributes, spent)
+        return _Answer(answer.body, answer.content_type, answer.custom_attributes, spent, said)
 
     async def invoke_async(self, request_id: str, h: Mapping[str, str]) -> Reply:
         """InvokeEndpointAsync (see asyncinv.py).

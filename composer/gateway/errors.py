@@ -142,14 +142,23 @@ _HEADER_RULES: tuple[tuple[str, str, int, bool], ...] = (
     ("X-Amzn-SageMaker-Inference-Id", "InferenceId", 64, True),
     ("X-Amzn-SageMaker-Target-Model", "TargetModel", MAX_TARGET_MODEL, True),
 )
+#: InvokeEndpointWithResponseStream's: Accept travels as X-Amzn-SageMaker-Accept; no TargetModel.
+STREAM_HEADER_RULES: tuple[tuple[str, str, int, bool], ...] = (
+    ("Content-Type", "ContentType", 1024, False),
+    ("X-Amzn-SageMaker-Accept", "Accept", 1024, False),
+    ("X-Amzn-SageMaker-Custom-Attributes", "CustomAttributes", 1024, False),
+    ("X-Amzn-SageMaker-Inference-Id", "InferenceId", 64, True),
+)
 
 
-def check_headers(headers: Mapping[str, str]) -> None:
+def check_headers(
+    headers: Mapping[str, str], rules: tuple[tuple[str, str, int, bool], ...] = _HEADER_RULES
+) -> None:
     """Refuse header values SageMaker refuses: too long, non-ASCII (or not printable).
 
     Also keeps the gateway from forwarding what a container's HTTP stack may choke on.
     """
-    for header, member, most, printable in _HEADER_RULES:
+    for header, member, most, printable in rules:
         value = headers.get(header)
         if value is None:
             continue

@@ -16,6 +16,7 @@ from .endpoint import BodyReader, Endpoint
 from .errors import unknown_endpoint
 from .metrics import GatewayMetrics
 from .reply import Reply
+from .streaming import Opened, invoke_stream
 
 
 class EndpointRegistry:
@@ -83,6 +84,15 @@ class EndpointRegistry:
         if endpoint is None:
             return self._unknown(request_id, name)
         return endpoint.invoke(request_id, headers, body)
+
+    def invoke_stream(
+        self, request_id: str, name: str, headers: Mapping[str, str], body: BodyReader
+    ) -> Coroutine[Any, Any, Reply | Opened]:
+        """InvokeEndpointWithResponseStream on `name` (streaming.py)."""
+        endpoint = self._by_name.get(name)
+        if endpoint is None:
+            return self._unknown(request_id, name)
+        return invoke_stream(endpoint, request_id, headers, body)
 
     def invoke_async(
         self, request_id: str, name: str, headers: Mapping[str, str]

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httptools
+
+_P = TypeVar("_P", bound=asyncio.Protocol)
 
 
 class UpstreamError(Exception):
@@ -178,10 +182,10 @@ class UpstreamPool:
         head += [b"\r\n", body]
         return b"".join(head)
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, factory: Callable[[], _P] = _Connection) -> _P:  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(_Connection, self.host, self.port)
+            _, conn = await loop.create_connection(factory, self.host, self.port)
         except OSError as e:
             why = os.strerror(e.errno) if e.errno else str(e)
             raise UpstreamError(
@@ -223,8 +227,173 @@ class UpstreamPool:
             conn.close()
         return answer
 
+    async def stream(self, body: bytes, headers: dict[str, str], limit: int) -> Streamed:
+        """POST `body` and return once the answer's headers are in; its body follows as parts.
+
+        A connection of its own (a stream may last long; the kept-alive ones stay free for
+        plain requests), closed when the stream ends. Cancel-safe.
+        """
+        conn = await self._connect(_StreamConnection)
+        try:
+            conn.start(self._request("POST", self.path, body, headers), limit)
+            await conn.headers_in
+        except BaseException:
+            conn.close()
+            raise
+        return Streamed(conn)
+
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+# --- streamed answers (InvokeEndpointWithResponseStream) ---------------------------------------
+
+_END = object()
+_HIGH_WATER = 32  # parts queued before the container's connection stops being read
+_LOW_WATER = 8
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One request whose answer is handed on part by part: each HTTP chunk whole, as sent.
+
+    A chunk is never cut or joined with the next; an answer with a Content-Length (or delimited
+    by the close) is one part. Reading pauses while the consumer is behind.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.headers_in: asyncio.Future[None] = loop.create_future()
+        self.headers: dict[str, str] = {}
+        self.status = 0
+        self._parser = httptools.HttpResponseParser(self)
+        self._header_name = b""
+        self._parts: asyncio.Queue[bytes | object | UpstreamError] = asyncio.Queue()
+        self._body = bytearray()
+        self._chunked = False
+        self._limit = 0
+        self._complete = False
+        self._failed = False
+        self._paused = False
+
+    def start(self, request: bytes, limit: int) -> None:
+        assert self.transport is not None
+        self._limit = limit
+        self.transport.write(request)
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(f"the container's answer is not valid HTTP ({e})")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._complete or self._failed:
+            return
+        delimited = "content-length" in self.headers or "transfer-encoding" in self.headers
+        if self.headers_in.done() and not delimited:
+            self.on_message_complete()  # an answer delimited by the close ends with it
+            return
+        self._fail(f"the connection closed before a whole answer ({exc or 'EOF'})")
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name:
+            self._header_name = name.lower()
+            self.headers[self._header_name.decode("latin-1")] = value.decode("latin-1")
+        else:  # a value continued across reads
+            self.headers[self._header_name.decode("latin-1")] += value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        if not self.headers_in.done():
+            self.headers_in.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > self._limit:
+            what = "one chunk" if self._chunked else "the answer"
+            self._fail(f"{what} is longer than the {self._limit}-byte limit")
+
+    def on_chunk_complete(self) -> None:
+        if self._body:
+            self._put(bytes(self._body))
+            self._body = bytearray()
+
+    def on_message_complete(self) -> None:
+        if self._body:
+            self._put(bytes(self._body))
+            self._body = bytearray()
+        self._complete = True
+        self._parts.put_nowait(_END)
+        self.close()
+
+    def _put(self, part: bytes) -> None:
+        self._parts.put_nowait(part)
+        if not self._paused and self._parts.qsize() >= _HIGH_WATER and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _fail(self, why: str) -> None:
+        if self._complete or self._failed:
+            return
+        self._failed = True
+        error = UpstreamError(why, connecting=False)
+        if not self.headers_in.done():
+            self.headers_in.set_exception(error)
+        else:
+            self._parts.put_nowait(error)
+        self.close()
+
+    async def next_part(self) -> bytes | None:
+        """The next part; None once the answer is whole. Raises UpstreamError if it broke."""
+        item = await self._parts.get()
+        if self._paused and self._parts.qsize() <= _LOW_WATER and self.transport:
+            self._paused = False
+            self.transport.resume_reading()
+        if item is _END:
+            return None
+        if isinstance(item, UpstreamError):
+            raise item
+        assert isinstance(item, bytes)
+        return item
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Streamed:
+    """A container's answer whose headers are in: status, headers, then `parts()`."""
+
+    def __init__(self, conn: _StreamConnection) -> None:
+        self._conn = conn
+        self.status = conn.status
+        self.headers = conn.headers  # names lower-cased
+
+    async def next_part(self) -> bytes | None:
+        """The next part as it arrived (one chunk); None once the answer is whole.
+
+        Raises UpstreamError when the answer broke off. Cancel-safe.
+        """
+        return await self._conn.next_part()
+
+    async def read(self, limit: int) -> bytes:
+        """The rest of the body (an error answer), cut at `limit` bytes."""
+        out = bytearray()
+        while len(out) < limit and (part := await self._conn.next_part()) is not None:
+            out += part
+        self._conn.close()
+        return bytes(out[:limit])
+
+    def close(self) -> None:
+        self._conn.close()

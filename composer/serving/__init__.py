@@ -7,7 +7,8 @@ Handlers import from here: `from composer_serving import BadRequest, media_type`
 Where each part lives: `serve.py` starts and supervises nginx and gunicorn; `environment.py`
 reads every environment variable; `app.py` is the falcon app (/ping, /invocations,
 /execution-parameters); `handler.py` loads inference.py; `multimodel.py` is the multi-model
-contract (/models); `errors.py` turns failures into HTTP answers.
+contract (/models); `sessions.py` is the handler's side of stateful sessions; `errors.py` turns
+failures into HTTP answers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         UnsupportedMediaType,
     )
     from .handler import media_type
+    from .sessions import NEW_SESSION, close_session, open_session, requested_session
 
 #: What every image installs before the container's own requirements.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ("falcon==4.4.0", "gunicorn==27.0.1")
@@ -38,6 +40,10 @@ _LAZY = {
     "UnsupportedContentType": "errors",
     "UnsupportedMediaType": "errors",
     "media_type": "handler",
+    "NEW_SESSION": "sessions",
+    "close_session": "sessions",
+    "open_session": "sessions",
+    "requested_session": "sessions",
 }
 
 
@@ -51,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "NEW_SESSION",
     "RUNTIME_REQUIREMENTS",
     "BadRequest",
     "ModelNotReady",
@@ -58,5 +65,8 @@ __all__ = [
     "ServingError",
     "UnsupportedContentType",
     "UnsupportedMediaType",
+    "close_session",
     "media_type",
+    "open_session",
+    "requested_session",
 ]

@@ -10,12 +10,13 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import falcon
 
-from . import environment, errors, multimodel
-from .handler import JSON, Handler, media_type
+from . import environment, errors, multimodel, sessions
+from .handler import JSON, Handler, Payload, media_type
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 log = logging.getLogger("composer_serving")
@@ -90,14 +91,52 @@ def answerer(default_accept: str) -> multimodel.Invoke:
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
         accept = preferred(req.get_header("Accept") or "", default_accept)
-        payload, produced = handler.transform(model, body, content_type, accept)
-        resp.data = payload
+        with sessions.scope(req.get_header(sessions.SESSION_ID)) as session_headers:
+            payload, produced = handler.transform(model, body, content_type, accept)
+            payload = started(payload)
+        if isinstance(payload, bytes):
+            resp.data = payload
+        else:
+            resp.stream = payload  # no Content-Length: gunicorn sends it chunked, item by item
+            resp.set_header("X-Accel-Buffering", "no")  # and nginx passes each on at once
         resp.content_type = produced
+        for name, value in session_headers.items():
+            resp.set_header(name, value)
         attributes = req.get_header(CUSTOM_ATTRIBUTES)
         if attributes is not None:
             resp.set_header(CUSTOM_ATTRIBUTES, attributes)
 
     return answer
+
+
+def started(payload: Payload) -> Payload:
+    """A stream with its first item already produced, or the whole body.
+
+    A handler that fails before its first item gets the error answer it would without
+    streaming (the status is not sent yet); an empty stream is an empty body.
+    """
+    if isinstance(payload, bytes):
+        return payload
+    for first in payload:
+        if first:
+            return _streamed(first, payload)
+    return b""
+
+
+def _streamed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """Each item as one write (one HTTP chunk); a failure cuts the answer off, logged."""
+    yield first
+    sent = 1
+    try:
+        for item in rest:
+            if item:  # an empty chunk would end the answer early
+                yield item
+                sent += 1
+    except Exception:
+        log.error(
+            "the handler's stream failed after %d parts; the answer is cut off", sent, exc_info=True
+        )
+        raise
 
 
 class Invocations:

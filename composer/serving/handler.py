@@ -2,7 +2,8 @@
 
 A container's `inference.py` defines `model_fn(model_dir)` and, when the JSON defaults do not
 fit, `input_fn(body, content_type)`, `predict_fn(data, model)` and
-`output_fn(prediction, accept)`. See docs/containers.md.
+`output_fn(prediction, accept)`. A `predict_fn` or `output_fn` that returns an iterator (a
+generator, say) streams: each item is sent as it is produced. See docs/containers.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +20,9 @@ from . import environment
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
+#: What `transform` gives: the whole body, or its parts as they are produced.
+Payload = bytes | Iterator[bytes]
 DEFAULT_EXECUTION_PARAMETERS: dict[str, Any] = {
     "MaxConcurrentTransforms": 1,
     "BatchStrategy": "MULTI_RECORD",
@@ -49,10 +53,25 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     return model(data)
 
 
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+def default_output_fn(prediction: Any, accept: str) -> tuple[Payload, str]:
+    """JSON; an iterator (a streaming predict_fn) is streamed: bytes and str items as they
+    are, any other item as one JSON line, in the Accept type (application/jsonlines for
+    application/json or a wildcard)."""
+    if isinstance(prediction, Iterator):
+        concrete = media_type(accept)
+        streamed = accept if concrete and "*" not in concrete and concrete != JSON else JSONLINES
+        return (_encoded(item) for item in prediction), streamed
     if media_type(accept) not in (JSON, "*/*"):
         raise NotAcceptable(accept, [JSON])
     return json.dumps(prediction).encode(), JSON
+
+
+def _encoded(item: Any) -> bytes:
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item)
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return json.dumps(item).encode() + b"\n"
 
 
 def load_module(path: Path) -> ModuleType:
@@ -102,8 +121,11 @@ class Handler:
 
     def transform(
         self, model: Any, body: bytes, content_type: str, accept: str
-    ) -> tuple[bytes, str]:
-        """input_fn -> predict_fn -> output_fn, normalising what output_fn returns."""
+    ) -> tuple[Payload, str]:
+        """input_fn -> predict_fn -> output_fn, normalising what output_fn returns.
+
+        An iterator stays one (its str items encoded as UTF-8): the runtime streams it.
+        """
         try:
             data = self.input_fn(body, content_type)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -118,4 +140,6 @@ class Handler:
             content = accept if concrete and "*" not in concrete else JSON
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
+        elif isinstance(payload, Iterator):
+            return (_encoded(item) for item in payload), str(content)
         return bytes(payload), str(content)

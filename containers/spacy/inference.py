@@ -2,12 +2,17 @@
 
 Reads application/json ({"text": ...} or {"texts": [...]}), text/plain, and
 application/jsonlines (one {"text": ...} per line). Many texts go through one `nlp.pipe` call.
+A JSON Lines answer streams: each text's line is sent as `nlp.pipe` yields it, so the first
+analysis of a long document reaches the caller long before the last
+(InvokeEndpointWithResponseStream; InvokeEndpoint still gets the whole answer).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ from composer_serving import BadRequest, NotAcceptable, UnsupportedMediaType, me
 JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
 READS = (JSON, "text/plain", *JSONLINES)
+#: Texts per nlp.pipe batch when streaming: small, so the first line goes out early.
+STREAM_BATCH = 8
 
 
 def _pipeline_dir(model_dir: Path) -> Path | None:
@@ -82,17 +89,33 @@ def _analyse(doc: Any) -> dict[str, Any]:
     }
 
 
-def predict_fn(data: tuple[str, list[str]], nlp: Any) -> tuple[str, list[dict[str, Any]]]:
+@dataclass
+class Analyses:
+    """The texts to analyse, analysed as output_fn reads them (so it picks the batch size)."""
+
+    shape: str
+    texts: list[str]
+    nlp: Any
+
+    def each(self, batch_size: int | None = None) -> Iterator[dict[str, Any]]:
+        for doc in self.nlp.pipe(self.texts, batch_size=batch_size):
+            yield _analyse(doc)
+
+
+def predict_fn(data: tuple[str, list[str]], nlp: Any) -> Analyses:
     shape, texts = data
-    return shape, [_analyse(doc) for doc in nlp.pipe(texts)]
+    return Analyses(shape, texts, nlp)
 
 
-def output_fn(prediction: tuple[str, list[dict[str, Any]]], accept: str) -> tuple[str, str]:
-    shape, results = prediction
+def output_fn(prediction: Analyses, accept: str) -> tuple[str | Iterator[str], str]:
+    shape = prediction.shape
     media = media_type(accept)
     if media in JSONLINES or (shape == "lines" and media in (JSON, "*/*")):
-        return "".join(json.dumps(r) + "\n" for r in results), "application/jsonlines"
+        # a generator: the runtime sends each line as soon as it is yielded
+        lines = (json.dumps(r) + "\n" for r in prediction.each(STREAM_BATCH))
+        return lines, "application/jsonlines"
     if media in (JSON, "*/*"):
+        results = list(prediction.each())
         document = results[0] if shape == "one" else {"results": results}
         return json.dumps(document), JSON
     raise NotAcceptable(accept, (JSON, "application/jsonlines"))

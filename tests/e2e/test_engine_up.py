@@ -1,10 +1,10 @@
 """The NLP examples as real images, built and served as SageMaker runs them, once per engine.
 
-`sm-compose up --engine ENGINE` (Podman, then Docker: the `engine` fixture is parametrized) is
-started as a user starts it, and answered through the gateway by an unmodified boto3 client, with
-the process runner's assertions (tests/e2e/test_up_nlp.py). Then what goes wrong: a container
-killed with SIGKILL, an `up` killed with SIGKILL, an image without the SageMaker label, a Docker
-daemon that does not answer.
+`sm-compose up --engine ENGINE` (Podman, then Docker: the `engine` fixture of tests/conftest.py
+is parametrized) is started as a user starts it, and answered through the gateway by an
+unmodified boto3 client, with the process runner's assertions (tests/e2e/test_up_nlp.py). Then
+what goes wrong: a container killed with SIGKILL, an `up` killed with SIGKILL, an image without
+the SageMaker label, a Docker daemon that does not answer.
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ from composer.render.dockerfile import BIND_TO_PORT_LABEL
 from composer.runners.engine import Engine
 from composer.runners.oci import ENDPOINT_LABEL, HOSTNAME_LABEL, OWNER_LABEL, STATE_LABEL, state_id
 from composer.spec import load_pipeline
-from tests.integration.test_engine import BASE_IMAGE
-from tests.integration.test_engine import engine as engine  # the session fixture
-from tests.integration.test_push import ENV, cli
-from tests.integration.test_push import nlp_images as nlp_images  # the session fixture
+from tests.engines import BASE_IMAGE, ENGINE_ENV, cli
 
-from .conftest import READY_TIMEOUT, Up, kill_tree, nlp_pipeline, start_up, write_pipeline
+from .conftest import (
+    READY_TIMEOUT,
+    Up,
+    kill_tree,
+    nlp_pipeline,
+    running_up,
+    start_up,
+    write_pipeline,
+)
 from .test_exposure import assert_only_loopback, container_ports, descendants, listening
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.e2e]
@@ -109,13 +114,11 @@ def _pid(engine: Engine, name: str) -> int:
 
 @contextlib.contextmanager
 def _up_engine(pipeline: Path, engine: Engine, leave: set[str] | None = None) -> Iterator[Up]:
-    """`up --engine ENGINE` until the block ends; then no container of it may be left."""
-    up = start_up(pipeline, "--engine", engine.name, env=ENV)
-    try:
-        up.wait_for("ready at", READY_TIMEOUT)
+    """`up --engine ENGINE` until the block ends; then it has stopped cleanly and no container
+    of it is left."""
+    with running_up(pipeline, "--engine", engine.name, env=ENGINE_ENV) as up:
         yield up
-    finally:
-        assert up.stop() == 0
+    assert up.proc.returncode == 0, "\n".join(up.lines[-40:])
     left = set(_containers(engine, up.name)) - (leave or set())
     assert not left, "containers are removed on exit"
 
@@ -254,7 +257,7 @@ def test_a_killed_up_leaves_containers_that_the_next_up_removes(
     """`up` and its engine processes killed with SIGKILL leave running containers; the next
     `up` of the folder removes them. (Podman's `run --rm` also removes its container itself when
     only `up` dies and the container then writes to the broken pipe; Docker's does not.)"""
-    first = start_up(nlp_images, "--engine", engine.name, env=ENV)
+    first = start_up(nlp_images, "--engine", engine.name, env=ENGINE_ENV)
     try:
         first.wait_for("ready at", READY_TIMEOUT)
         left = set(_containers(engine, "nlp-direct"))
@@ -277,7 +280,7 @@ def test_an_image_without_the_sagemaker_label_is_refused(
 ) -> None:
     head = nlp_images.read_text().partition("  - hostname: textblob")[0]
     pipeline = write_pipeline(tmp_path, f"{head}  - hostname: textblob\n    image: {BASE_IMAGE}\n")
-    up = start_up(pipeline, "--engine", engine.name, env=ENV)
+    up = start_up(pipeline, "--engine", engine.name, env=ENGINE_ENV)
     code = up.stop(signal.SIGCONT, timeout=READY_TIMEOUT)  # SIGCONT: let it end by itself
     output = "\n".join(up.lines)
     assert code == 1, output

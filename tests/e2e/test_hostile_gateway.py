@@ -1,7 +1,8 @@
 """Hostile input against a real `up`: the gateway answers 4xx or a SageMaker error, never a 500.
 
 Two echo containers (tests/integration/fixtures/echo: the answer is the body upper-cased), once
-Direct and once Serial. Hypothesis draws bodies, content types, header values and endpoint names;
+Direct and once Serial. Hypothesis draws bodies, content types, header values and endpoint names,
+for InvokeEndpoint and InvokeEndpointWithResponseStream;
 schemathesis fuzzes docs/gateway-openapi.yaml (loaded from the file, and from a URL that
 publishes docs/); slow callers are cut off while others are served. After all of it every
 container still answers /ping and a normal invocation succeeds.
@@ -9,9 +10,9 @@ container still answers /ping and a normal invocation succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
-import json
 import os
 import re
 import socket
@@ -29,9 +30,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hostile import ECHO_BODIES, HEADER_VALUES, MEDIA_HEADER, PRINTABLE
 from tests.integration.rawhttp import Answer, build, closed_by_peer, exchange, read_answer
+from tests.unit.test_eventstream import reference_decode
 
-from .conftest import READY_TIMEOUT, REPO, Up, start_up, write_pipeline
+from .conftest import REPO, Up, running_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,11 +52,14 @@ FUZZ = settings(
 )
 H_HOST = b"X-Amzn-SageMaker-Target-Container-Hostname"
 H_ATTRS = b"X-Amzn-SageMaker-Custom-Attributes"
+INVOKE, STREAM = b"/invocations", b"/invocations-response-stream"
 _CONTAINER_LINE = re.compile(r"^(\S+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ")
 
 
-def _start(folder: Path, name: str, mode: str) -> Up:
-    text = f"""
+def _echo_pipeline(folder: Path, name: str, mode: str) -> Path:
+    return write_pipeline(
+        folder,
+        f"""
 name: {name}
 mode: {mode}
 containers:
@@ -63,29 +69,29 @@ containers:
   - hostname: second
     build: {ECHO}
     invocation_timeout: 5
-"""
+""",
+    )
+
+
+@contextlib.contextmanager
+def _running(factory: pytest.TempPathFactory, mode: str) -> Iterator[Up]:
+    """`up` of the two echo containers as hostile-MODE, for the block."""
+    name = f"hostile-{mode.lower()}"
     env = {"COMPOSER_GATEWAY_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
-    up = start_up(write_pipeline(folder, text), env=env)
-    up.wait_for("ready at", READY_TIMEOUT)
-    return up
+    with running_up(_echo_pipeline(factory.mktemp(name), name, mode), env=env) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-direct"), "hostile-direct", "Direct")
-    try:
+    with _running(tmp_path_factory, "Direct") as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = _start(tmp_path_factory.mktemp("hostile-serial"), "hostile-serial", "Serial")
-    try:
+    with _running(tmp_path_factory, "Serial") as up:
         yield up
-    finally:
-        up.stop()
 
 
 def containers(up: Up) -> dict[str, str]:
@@ -151,54 +157,35 @@ def assert_sagemaker_answer(a: Answer | None) -> None:
         assert kind in ("ValidationError", "UnknownOperationException"), kind
 
 
-def _invoke(port: int, name: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
-    answer = exchange(port, build(b"/endpoints/%s/invocations" % name.encode(), headers, body))
+def _invoke(
+    port: int, name: str, headers: list[tuple[bytes, bytes]], body: bytes, route: bytes = INVOKE
+) -> Answer:
+    answer = exchange(port, build(b"/endpoints/%s%s" % (name.encode(), route), headers, body))
     assert_sagemaker_answer(answer)
     assert answer is not None
     return answer
 
 
-# ---- random bodies and content types ------------------------------------------------------
+def streamed_payload(a: Answer) -> bytes:
+    """A 200 stream's PayloadParts joined (decoded by the tests' own decoder); no error event."""
+    assert a.headers["content-type"] == "application/vnd.amazon.eventstream"
+    messages = reference_decode(a.body)
+    assert all(h[":event-type"] == "PayloadPart" for h, _ in messages), messages[-1]
+    return b"".join(payload for _, payload in messages)
 
-_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
-_UTF8 = st.characters(codec="utf-8")  # no lone surrogates
-_MEDIA = st.sampled_from(
-    [
-        "application/json",
-        "application/json; charset=utf-8",
-        "text/csv",
-        "text/plain",
-        "application/jsonlines",
-        "application/x-npy",
-        "application/octet-stream",
-        "image/jpeg",
-        "*/*",
-        "",
-        ";;;",
-        "a/b/c",
-        "text/csv; q=abc",
-        "application/json;q=0, text/csv;q=nan, */*;q=inf",
-    ]
-)
-_BODIES = st.one_of(
-    st.binary(max_size=2048),
-    st.text(_UTF8, max_size=512).map(str.encode),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-        max_leaves=12,
-    ).map(lambda doc: json.dumps(doc).encode()),
-).filter(lambda b: b"fail" not in b and b"sleep" not in b)
+
+# ---- random bodies and content types ------------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["direct", "serial"])
 @FUZZ
 @given(
-    body=_BODIES,
-    content_type=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    accept=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    attrs=st.none() | st.text(_PRINTABLE, max_size=1024),
+    body=ECHO_BODIES,
+    content_type=MEDIA_HEADER,
+    accept=MEDIA_HEADER,
+    attrs=st.none() | st.text(PRINTABLE, max_size=1024),
     target=st.sampled_from(["first", "second"]),
+    route=st.sampled_from([INVOKE, STREAM]),
 )
 def test_random_bodies_and_content_types(
     request: pytest.FixtureRequest,
@@ -208,16 +195,18 @@ def test_random_bodies_and_content_types(
     accept: str | None,
     attrs: str | None,
     target: str,
+    route: bytes,
 ) -> None:
     up: Up = request.getfixturevalue(which)
     headers = [] if which == "serial" else [(H_HOST, target.encode())]
-    for name, value in ((b"Content-Type", content_type), (b"Accept", accept), (H_ATTRS, attrs)):
+    h_accept = b"Accept" if route == INVOKE else b"X-Amzn-SageMaker-Accept"
+    for name, value in ((b"Content-Type", content_type), (h_accept, accept), (H_ATTRS, attrs)):
         if value is not None:
             headers.append((name, value.encode()))
-    a = _invoke(up.port, up.name, headers, body)
+    a = _invoke(up.port, up.name, headers, body, route)
     # the echo handler takes any body and type, so every one of these is answered
     assert a.status == 200, (a.status, a.body[:300])
-    assert a.body == body.upper()
+    assert (a.body if route == INVOKE else streamed_payload(a)) == body.upper()
     if attrs is not None:
         assert a.headers.get(H_ATTRS.decode().lower(), "") == attrs.strip(" \t")
 
@@ -233,35 +222,31 @@ _HEADER_NAMES = st.sampled_from(
         b"X-Amzn-SageMaker-Target-Variant",
         b"X-Amzn-SageMaker-Inference-Id",
         b"X-Amzn-SageMaker-Target-Model",
+        b"X-Amzn-SageMaker-Session-Id",
+        b"X-Amzn-SageMaker-Accept",
         b"X-Something-Else",
     ]
 )
-_HOSTILE_VALUES = st.one_of(
-    st.integers(1000, 12000).map(lambda n: b"a" * n),  # over-long (SageMaker: 63 to 1024)
-    st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=1, max_size=40).map(
-        str.encode
-    ),
-    st.binary(min_size=1, max_size=40).filter(lambda b: any(c >= 0x80 for c in b)),  # latin-1
-    st.tuples(
-        st.text(_PRINTABLE, max_size=20),
-        st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b"\x7f", b"\x01", b"\r\n\r\n"]),
-        st.text(_PRINTABLE, max_size=20),
-    ).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
-    st.just(b"\r\nX-Amzn-SageMaker-Target-Container-Hostname: second"),  # header splitting
+_HOSTILE_VALUES = HEADER_VALUES | st.just(
+    b"\r\nX-Amzn-SageMaker-Target-Container-Hostname: second"  # header splitting
 )
 
 
 @FUZZ
-@given(name=_HEADER_NAMES, value=_HOSTILE_VALUES)
-def test_hostile_header_values(direct: Up, name: bytes, value: bytes) -> None:
+@given(name=_HEADER_NAMES, value=_HOSTILE_VALUES, route=st.sampled_from([INVOKE, STREAM]))
+def test_hostile_header_values(direct: Up, name: bytes, value: bytes, route: bytes) -> None:
     headers = [(H_HOST, b"first")] if name != H_HOST else []
     headers.append((name, value))
-    a = _invoke(direct.port, direct.name, headers, b'{"x": 1}')
+    a = _invoke(direct.port, direct.name, headers, b'{"x": 1}', route)
     if a.status == 200 and b"\r\n" not in value:  # (a CRLF starts a header line of its own)
         # only what SageMaker allows gets through where it limits a header
-        if name not in (H_HOST, b"X-Something-Else"):
+        ignored = {H_HOST, b"X-Something-Else"}
+        ignored |= {b"Accept", b"X-Amzn-SageMaker-Target-Model"} if route == STREAM else set()
+        ignored |= {b"X-Amzn-SageMaker-Accept"} if route == INVOKE else set()
+        if name not in ignored:
             assert value.isascii() and len(value) <= 1024, (name, value[:200])
-        assert a.body == b'{"X": 1}'
+        assert name != b"X-Amzn-SageMaker-Session-Id", "no session is open: refused"
+        assert (a.body if route == INVOKE else streamed_payload(a)) == b'{"X": 1}'
 
 
 # ---- endpoint names with path tricks ------------------------------------------------------
@@ -303,7 +288,17 @@ _PIECES = st.sampled_from(
 @FUZZ
 @given(
     pieces=st.lists(_PIECES, max_size=5),
-    suffix=st.sampled_from(["/invocations", "/async-invocations", "/invocations/..", "", "/"]),
+    suffix=st.sampled_from(
+        [
+            "/invocations",
+            "/async-invocations",
+            "/invocations-response-stream",
+            "/invocations/..",
+            "/invocations-response-stream/..",
+            "",
+            "/",
+        ]
+    ),
 )
 def test_endpoint_names_with_path_tricks(direct: Up, pieces: list[str], suffix: str) -> None:
     name = "".join(pieces)
@@ -313,8 +308,9 @@ def test_endpoint_names_with_path_tricks(direct: Up, pieces: list[str], suffix: 
     assert a is not None
     if a.status == 200:  # only the endpoint's own name, however it was spelled, gets through
         route = re.split("[?#]", name + suffix, maxsplit=1)[0]
-        assert route.endswith("/invocations"), path
-        assert unquote(route.removesuffix("/invocations")) == direct.name, path
+        operation = "/invocations-response-stream" if "stream" in route else "/invocations"
+        assert route.endswith(operation), path
+        assert unquote(route.removesuffix(operation)) == direct.name, path
 
 
 def test_unicode_endpoint_name_through_boto3(direct: Up) -> None:
@@ -417,6 +413,7 @@ def test_slow_callers_are_cut_off_while_others_are_served(direct: Up) -> None:
 # ---- schemathesis against the published OpenAPI description --------------------------------
 
 _GATEWAY_ERRORS = {"InternalFailure"}
+INVOKED = ("/invocations", "/invocations-response-stream")  # a 200 is the container's answer
 
 
 @schemathesis.check
@@ -445,7 +442,7 @@ def error_body_conforms(ctx: schemathesis.CheckContext, response: Any, case: Any
     A 200 from InvokeEndpoint is the container's body verbatim: the echo containers upper-case
     JSON (`null` -> `NULL`), which the gateway rightly passes on unparsed.
     """
-    if case.operation.label.endswith("/invocations") and response.status_code < 300:
+    if case.operation.label.endswith(INVOKED) and response.status_code < 300:
         return None
     return _builtin("response_schema_conformance")(ctx, response, case)
 
@@ -481,30 +478,34 @@ def _campaigns(schema: Any, up: Up) -> list[tuple[str, st.SearchStrategy[Any], l
     Direct endpoint needs), so little would reach a container.
     """
     positive, negative = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
-    invoke = next(
-        r.ok() for r in schema.get_all_operations() if r.ok().label.endswith("/invocations")
-    )
+    operations = {r.ok().label.rsplit("/", 1)[-1]: r.ok() for r in schema.get_all_operations()}
     named = {"EndpointName": up.name}
     fixed = {"X-Amzn-SageMaker-Target-Variant": "AllTraffic"}
-    drop = ["X-Amzn-SageMaker-Target-Model"]  # for multi-model endpoints only
+    # for multi-model endpoints only; a session id this endpoint never opened is refused
+    drop = ["X-Amzn-SageMaker-Target-Model", "X-Amzn-SageMaker-Session-Id"]
     if "Direct" in _mode(up):
         fixed[H_HOST.decode()] = "first"
     else:
         drop.append(H_HOST.decode())  # refused by Serial endpoints
-    return [
+    campaigns = [
         ("all operations, positive", schema.as_strategy(generation_mode=positive), []),
         ("all operations, negative", schema.as_strategy(generation_mode=negative), []),
-        (
-            "invoke this endpoint, positive",
-            invoke.as_strategy(path_parameters=named, headers=fixed),
-            drop,
-        ),
-        (
-            "invoke this endpoint, negative",
-            invoke.as_strategy(negative, path_parameters=named),
-            [],
-        ),
     ]
+    for what, route in (("invoke", "invocations"), ("stream", "invocations-response-stream")):
+        operation = operations[route]
+        campaigns += [
+            (
+                f"{what} this endpoint, positive",
+                operation.as_strategy(path_parameters=named, headers=fixed),
+                drop,
+            ),
+            (
+                f"{what} this endpoint, negative",
+                operation.as_strategy(negative, path_parameters=named),
+                [],
+            ),
+        ]
+    return campaigns
 
 
 def _fuzz(schema: Any, up: Up) -> Counter[tuple[str, int]]:

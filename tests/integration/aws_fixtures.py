@@ -29,7 +29,7 @@ from composer.runners.contract import free_port
 from tests.aws_pipelines import REGION
 
 # botocore names them after service ids: "Application Auto Scaling" -> APPLICATION_AUTO_SCALING.
-SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTO_SCALING", "STS")
+SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTO_SCALING", "STS", "ECR")
 ROOT = Path(__file__).resolve().parents[2]
 
 

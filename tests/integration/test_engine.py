@@ -1,27 +1,20 @@
 """The engine wrapper against real Podman and a real Docker daemon: build, labels, run as
 SageMaker does, stop, push, pull.
 
-The session fixture `engine` is parametrized by engine, so every test that takes it (here, in
-tests/e2e/test_engine_up.py and tests/integration/test_push.py) runs once per engine. It runs
-scripts/setup-podman.sh, or scripts/setup-docker.sh (which starts a daemon of the tests' own on a
-socket of its own; the fixture stops it at the end if it started it), as CI does, and skips,
-saying why, only when the engine cannot be installed. Durations are printed (run with -s to see
-them); none is asserted.
+The session fixture `engine` (tests/conftest.py, helpers in tests/engines.py) is parametrized by
+engine, so every test that takes it runs once per engine. Durations are printed (run with -s to
+see them); none is asserted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import subprocess
-import textwrap
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +23,11 @@ import pytest
 from composer.errors import UsageError
 from composer.render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL, render_dockerfile
 from composer.runners.contract import free_port
-from composer.runners.engine import ENGINES, Engine, EngineError
+from composer.runners.engine import Engine, EngineError
+from tests.engines import BASE_IMAGE, local_registry
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-SETUP = {name: REPO / "scripts" / f"setup-{name}.sh" for name in ENGINES}
-BASE_IMAGE = os.environ.get("COMPOSER_BASE_IMAGE", "localhost/composer-base:bookworm")
 STUB_TAG = "localhost/composer-engine-test:stub"
 READY_WAIT = 60.0
 
@@ -92,81 +83,6 @@ print("stub stopped on SIGTERM", flush=True)
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return int(response.status), response.read()
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _setup(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(script), *args], capture_output=True, text=True, timeout=1800, check=False
-    )
-    if not args:
-        print(f"\n[engine] {script.name} took {time.monotonic() - started:.1f} s")
-    return proc
-
-
-def _podman() -> Iterator[Engine]:
-    if os.geteuid() == 0:
-        proc = _setup(SETUP["podman"])
-        if proc.returncode != 0:
-            if shutil.which("podman") is None:
-                pytest.skip(f"podman cannot be installed here:\n{_tail(proc.stderr)}")
-            pytest.fail(f"scripts/setup-podman.sh failed:\n{_tail(proc.stderr)}")
-    elif shutil.which("podman") is None:
-        pytest.skip(
-            "podman is not installed and installing it needs root (scripts/setup-podman.sh)"
-        )
-    try:
-        podman = Engine("podman")
-    except EngineError as exc:
-        pytest.skip(f"podman cannot be used: {exc}")
-    yield podman
-
-
-def _docker(config: Path) -> Iterator[Engine]:
-    """The tests' own daemon: started by the script (if not running), stopped at the end."""
-    script = SETUP["docker"]
-    env = {"DOCKER_CONFIG": str(config)}  # logins go here, never to ~/.docker
-    started_here = False
-    if os.geteuid() == 0:
-        started_here = _setup(script, "--status").returncode != 0
-        proc = _setup(script)
-        if proc.returncode != 0:
-            if shutil.which("dockerd") is None:
-                pytest.skip(f"docker cannot be installed here:\n{_tail(proc.stderr)}")
-            pytest.fail(f"scripts/setup-docker.sh failed:\n{_tail(proc.stderr)}")
-        # DOCKER_HOST of its socket, and the build flags its daemon needs (no bridge network).
-        env.update(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    elif shutil.which("docker") is None:
-        pytest.skip(
-            "docker is not installed and installing it needs root (scripts/setup-docker.sh)"
-        )
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            try:
-                docker = Engine("docker")
-            except EngineError as exc:
-                pytest.skip(f"docker cannot be used: {exc}")
-            yield docker
-    finally:
-        if started_here:
-            _setup(script, "--stop")
-
-
-@pytest.fixture(scope="session", params=ENGINES)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    """Each engine in turn, set up as CI sets it up; every test that takes it runs per engine."""
-    if request.param == "podman":
-        yield from _podman()
-    else:
-        yield from _docker(tmp_path_factory.mktemp("docker-config"))
 
 
 @dataclass(frozen=True)
@@ -316,66 +232,6 @@ def test_stop_kills_a_container_that_ignores_sigterm(engine: Engine, stub_image:
     assert not engine.container_exists(name)
 
 
-@contextlib.contextmanager
-def _registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[str]:
-    """Debian's docker-registry (distribution) on a free loopback port, storage in tmp_path."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.skip("docker-registry is not installed (scripts/setup-podman.sh or -docker.sh do)")
-    port = free_port()
-    auth = ""
-    if htpasswd is not None:
-        auth = f"auth:\n  htpasswd:\n    realm: composer-test\n    path: {htpasswd}\n"
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 0.1
-            log:
-              level: warn
-            storage:
-              filesystem:
-                rootdirectory: {tmp_path / "storage"}
-            http:
-              addr: 127.0.0.1:{port}
-            """
-        )
-        + auth,
-        encoding="utf-8",
-    )
-    log_path = tmp_path / "registry.log"
-    with log_path.open("wb") as log:
-        # The registry reads REGISTRY_* variables as configuration, and podman's
-        # REGISTRY_AUTH_FILE would be taken for `auth.file`: give it none of them.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        proc = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    _get(f"http://127.0.0.1:{port}/v2/")
-                    break
-                except urllib.error.HTTPError:
-                    break  # 401 when auth is on: it answers
-                except (urllib.error.URLError, ConnectionError):
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"registry did not start: {log_path.read_text()}")
-                time.sleep(0.1)
-            yield f"127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
-@pytest.fixture
-def registry(tmp_path: Path, engine: Engine) -> Iterator[str]:
-    with _registry(tmp_path) as address:
-        yield address
-
-
 def test_push_and_pull_back_by_digest(engine: Engine, stub_image: Built, registry: str) -> None:
     destination = f"{registry}/composer/stub:test"
     started = time.monotonic()
@@ -428,7 +284,7 @@ def test_login_with_the_password_on_stdin(
     # Credentials go to a throw-away place, not the machine's own auth file.
     for key, value in engine.credentials_env(tmp_path / "credentials").items():
         monkeypatch.setenv(key, value)
-    with _registry(tmp_path, htpasswd) as address:
+    with local_registry(tmp_path, htpasswd) as address:
         destination = f"{address}/composer/private:test"
         with pytest.raises(EngineError) as refused:
             engine.push(stub_image.tag, destination, tls_verify=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -199,6 +200,28 @@ def test_spacy_texts_plain_and_jsonlines(spacy: Served) -> None:
     assert headers["content-type"] == "application/jsonlines"
     rows = [json.loads(line) for line in body.decode().splitlines()]
     assert [r["entities"][0]["text"] for r in rows] == ["Berlin", "Rome"]
+
+
+def test_a_streaming_handler_answers_chunked_through_nginx_and_gunicorn(spacy: Served) -> None:
+    """spaCy's JSON Lines answer is a generator: chunked, each line sent as it is produced."""
+    texts = [f"{APPLE} Text {i}." for i in range(40)]
+    body = json.dumps({"texts": texts}).encode()
+    with socket.create_connection(("127.0.0.1", spacy.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Accept: application/jsonlines\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert answer.status == 200
+        assert answer.getheader("Transfer-Encoding") == "chunked"
+        assert answer.getheader("Content-Length") is None
+        assert answer.getheader("X-Accel-Buffering") is None  # nginx's own, never passed on
+        assert answer.getheader("Content-Type") == "application/jsonlines"
+        first = answer.readline()  # the first line while the others are still being analysed
+        rest = answer.read()
+    lines = [first, *rest.splitlines(keepends=True)]
+    assert [json.loads(line)["text"] for line in lines] == texts
 
 
 def test_textblob_sentiment_and_enrichment_of_spacy_output(spacy: Served, textblob: Served) -> None:

@@ -24,6 +24,7 @@ from composer.render.context import write_build_context
 from composer.runners.envs import ensure_env, python_of
 from composer.runners.modeldata import prepare_model_dir
 from composer.spec import load_pipeline
+from tests.hostile import ECHO_BODIES, HEADER_VALUES, MEDIA_HEADER, PRINTABLE
 
 from .rawhttp import Answer, build, closed_by_peer, exchange, read_answer
 from .test_serving import Context, Served
@@ -87,35 +88,12 @@ def assert_healthy(served: Served) -> None:
     assert served.proc.poll() is None
 
 
-_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
-_MEDIA = st.sampled_from(
-    [
-        "application/json",
-        "text/csv",
-        "text/plain; charset=latin-1",
-        "application/x-npy",
-        "*/*",
-        "",
-        ";;;",
-        "a/b/c",
-        "text/csv; q=abc",
-        "application/json;q=0, text/csv;q=nan, */*;q=inf",
-        "*/*;q=-1",
-        ",,,",
-    ]
-)
-_BODIES = st.one_of(
-    st.binary(max_size=2048),
-    st.text(st.characters(codec="utf-8"), max_size=512).map(str.encode),
-).filter(lambda b: b"fail" not in b and b"sleep" not in b)
-
-
 @FUZZ
 @given(
-    body=_BODIES,
-    content_type=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    accept=st.none() | _MEDIA | st.text(_PRINTABLE, max_size=100),
-    attrs=st.none() | st.text(_PRINTABLE, max_size=4000),
+    body=ECHO_BODIES,
+    content_type=MEDIA_HEADER,
+    accept=MEDIA_HEADER,
+    attrs=st.none() | st.text(PRINTABLE, max_size=4000),
 )
 def test_random_bodies_and_content_types(
     echo: Served, body: bytes, content_type: str | None, accept: str | None, attrs: str | None
@@ -134,24 +112,10 @@ def test_random_bodies_and_content_types(
         assert a.headers.get(H_ATTRS.decode().lower(), "") == attrs.strip(" \t")
 
 
-_HOSTILE_VALUES = st.one_of(
-    st.integers(1000, 12000).map(lambda n: b"a" * n),
-    st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=1, max_size=40).map(
-        str.encode
-    ),
-    st.binary(min_size=1, max_size=40).filter(lambda b: any(c >= 0x80 for c in b)),
-    st.tuples(
-        st.text(_PRINTABLE, max_size=20),
-        st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b"\x7f", b"\x01", b"\r\n\r\n"]),
-        st.text(_PRINTABLE, max_size=20),
-    ).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
-)
-
-
 @FUZZ
 @given(
     name=st.sampled_from([b"Content-Type", b"Accept", H_ATTRS, b"Content-Length", b"X-Other"]),
-    value=_HOSTILE_VALUES,
+    value=HEADER_VALUES,
 )
 def test_hostile_header_values(echo: Served, name: bytes, value: bytes) -> None:
     a = exchange(echo.port, build(b"/invocations", [(name, value)], b'{"x": 1}'))

@@ -193,3 +193,55 @@ def test_a_closed_pool_answers_its_last_requests_and_keeps_no_connection() -> No
 
     asyncio.run(_with_server(serve, body))
     assert seen == [b""]
+
+
+# --- streamed answers ----------------------------------------------------------------------------
+
+
+def _streamed_parts(writes: list[bytes], limit: int = 100) -> list[bytes | str]:
+    """The parts `UpstreamPool.stream` hands on for a container that sends `writes` (each
+    flushed and left a moment apart); an UpstreamError ends the list as its text."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        for data in writes:
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    got: list[bytes | str] = []
+
+    async def body(url: str) -> None:
+        streamed = await UpstreamPool(url).stream(b"{}", {}, limit)
+        try:
+            while (part := await streamed.next_part()) is not None:
+                got.append(part)
+        except UpstreamError as e:
+            got.append(str(e))
+
+    asyncio.run(_with_server(serve, body))
+    return got
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_each_chunk_is_one_part_however_the_bytes_arrive() -> None:
+    parts = _streamed_parts(
+        [
+            CHUNKED + b"5\r\nhel",  # a chunk split across reads stays whole
+            b"lo\r\n3\r\none\r\n3\r\ntwo\r\n",  # two chunks in one read stay two
+            b"4\r\nlast\r\n0\r\n\r\n",
+        ]
+    )
+    assert parts == [b"hello", b"one", b"two", b"last"]
+
+
+def test_a_plain_answer_is_one_part_and_a_broken_or_oversize_stream_an_error() -> None:
+    assert _streamed_parts([_answer(200, b"whole")]) == [b"whole"]
+    broken = _streamed_parts([CHUNKED + b"3\r\none\r\n5\r\nab"])
+    assert broken[0] == b"one"
+    assert "closed before a whole answer" in str(broken[1])
+    oversize = _streamed_parts([CHUNKED + b"3\r\none\r\n" + b"%x\r\n" % 200 + b"x" * 200], 100)
+    assert oversize[0] == b"one"
+    assert "one chunk is longer than the 100-byte limit" in str(oversize[1])

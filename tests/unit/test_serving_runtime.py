@@ -3,12 +3,15 @@ puts on the wire, how the environment is parsed, and what handlers import."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import types
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import composer.serving
-from composer.serving import environment, errors, multimodel
+from composer.serving import app, environment, errors, multimodel, sessions
+from composer.serving.handler import Handler
 
 
 def _subclasses(cls: type[errors.ServingError]) -> list[type[errors.ServingError]]:
@@ -96,3 +99,69 @@ def test_the_handler_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPOSER_CODE_DIR", "/opt/program/code")
     monkeypatch.setenv("SAGEMAKER_PROGRAM", " other.py ")
     assert str(environment.handler_path()) == "/opt/program/code/other.py"
+
+
+# --- streaming and sessions ----------------------------------------------------------------------
+
+
+def _handler(**functions: Callable[..., object]) -> Handler:
+    module = types.ModuleType("inference")
+    module.model_fn = lambda model_dir: None  # type: ignore[attr-defined]
+    for name, fn in functions.items():
+        setattr(module, name, fn)
+    return Handler(module)
+
+
+def test_a_generator_prediction_streams_each_item_as_bytes() -> None:
+    def predict_fn(data: object, model: object) -> Iterator[object]:
+        yield {"n": 1}
+        yield "two\n"
+        yield b"three\n"
+
+    payload, produced = _handler(predict_fn=predict_fn).transform(
+        None, b"{}", "application/json", "application/json"
+    )
+    assert produced == "application/jsonlines"
+    assert not isinstance(payload, bytes)
+    assert list(payload) == [b'{"n": 1}\n', b"two\n", b"three\n"]
+
+
+def test_a_generator_output_fn_keeps_its_content_type_and_plain_answers_stay_whole() -> None:
+    streaming = _handler(
+        predict_fn=lambda data, model: "ab",
+        output_fn=lambda letters, accept: ((s for s in letters), "text/x-letters"),
+    )
+    payload, produced = streaming.transform(None, b"{}", "application/json", "*/*")
+    assert produced == "text/x-letters" and list(payload) == [b"a", b"b"]
+    plain = _handler(predict_fn=lambda data, model: [1, 2])
+    whole = plain.transform(None, b"{}", "application/json", "*/*")
+    assert whole == (b"[1, 2]", "application/json")
+
+
+def test_a_stream_starts_before_its_headers_go_out() -> None:
+    def failing() -> Iterator[bytes]:
+        raise errors.BadRequest("refused before the first item")
+        yield b""  # a generator
+
+    with pytest.raises(errors.BadRequest):
+        app.started(failing())
+    assert app.started(iter([b"", b""])) == b""  # nothing to stream: an empty body
+    streamed = app.started(iter([b"", b"a", b"", b"b"]))
+    assert not isinstance(streamed, bytes) and list(streamed) == [b"a", b"b"]
+
+
+def test_sessions_are_opened_and_closed_through_the_request_scope() -> None:
+    with pytest.raises(RuntimeError, match="only meaningful while the runtime handles"):
+        sessions.requested_session()
+    with sessions.scope("NEW_SESSION") as headers:
+        assert sessions.requested_session() == sessions.NEW_SESSION
+        sid = sessions.open_session(ttl_seconds=60)
+        with pytest.raises(ValueError, match="letters, digits and inner hyphens"):
+            sessions.open_session("bad id")
+    value = headers[sessions.NEW_SESSION_ID]
+    assert re.fullmatch(rf"{sid}; Expires=\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value)
+    with sessions.scope(sid) as headers:
+        sessions.close_session(sid)
+    assert headers == {sessions.CLOSED_SESSION_ID: sid}
+    with sessions.scope(None):
+        assert sessions.requested_session() is None

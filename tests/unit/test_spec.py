@@ -295,3 +295,18 @@ def test_a_plain_container_takes_async_and_100_entries(project: Path) -> None:
     p = load_pipeline(write(project, text))
     assert p.async_inference is not None
     assert len(p.containers[0].env) == 100
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`sm-compose schema | head -0`: no 'internal error', no traceback, SIGPIPE's status."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "composer", "schema"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    # Gone before the command writes (it is still importing); the schema has nowhere to go.
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141
+    assert err == ""

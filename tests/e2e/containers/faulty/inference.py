@@ -1,7 +1,8 @@
 """A container that misbehaves on request, to test how failures reach the caller.
 
 The body is JSON: {"status": N} answers with that HTTP status (via an exception),
-{"sleep": S} sleeps S seconds first, {"grow": N} answers N bytes; anything else is echoed.
+{"sleep": S} sleeps S seconds first, {"grow": N} answers N bytes, {"stream": N, "every": S}
+streams N JSON lines, one each S seconds; anything else is echoed.
 FAULTY_FAIL_ON_LOAD=reason makes the model fail to load; FAULTY_HANG_ON_LOAD=1 makes loading
 never end (so /ping never answers 200); FAULTY_HANG_AFTER_FIRST_LOAD=path loads once (and
 creates that file), then hangs like FAULTY_HANG_ON_LOAD at every later start: a container that
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -42,4 +44,13 @@ def predict_fn(data: Any, model: dict[str, str]) -> Any:
             raise RuntimeError("the faulty container failed on purpose")
         if "grow" in data:
             return {"blob": "x" * int(data["grow"])}
+        if "stream" in data:
+            return _lines(int(data["stream"]), float(data.get("every", 0)))
     return data
+
+
+def _lines(count: int, every: float) -> Iterator[dict[str, int]]:
+    for i in range(count):
+        if i:
+            time.sleep(every)
+        yield {"line": i}
