@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from .errors import SpecError
 from .spec import Pipeline, load_pipeline
 
 #: Names a deployed endpoint: the tests then run against it, and no `up` is started.
@@ -169,7 +170,10 @@ def serving(
     """The endpoint of `pipeline` for the block: `up` started and ready (or, with
     COMPOSER_TEST_ENDPOINT set, the deployed endpoint it names), stopped after the block."""
     path = Path(pipeline).resolve()
-    spec = load_pipeline(path)  # a spec error fails here, every error listed
+    try:
+        spec = load_pipeline(path)
+    except SpecError as exc:  # as `validate` prints it: every error, FILE:LINE: path: message
+        pytest.fail("\n".join(str(issue) for issue in exc.issues), pytrace=False)
     deployed = os.environ.get(ENDPOINT_VARIABLE, "").strip()
     if deployed:
         yield Endpoint(name=deployed, client=runtime_client(None), pipeline=spec)

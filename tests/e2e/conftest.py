@@ -174,3 +174,39 @@ def nlp_direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 def nlp_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     with running_up(nlp_pipeline(tmp_path_factory.mktemp("nlp-serial"), "Serial")) as up:
         yield up
+
+
+def init_project(folder: Path, template: str, *, python: str | Path = sys.executable) -> Path:
+    """`sm-compose init FOLDER --template TEMPLATE`, as a user runs it; returns FOLDER."""
+    done = subprocess.run(
+        [str(python), "-m", "composer", "init", str(folder), "--template", template],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
+def users_pytest(
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    python: str | Path = sys.executable,
+    plugin: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """A user's own `pytest` run in PROJECT: a process of its own, in which composer.testing's
+    fixture starts and stops `up`. `plugin` adds `-p composer.testing`, for an environment
+    whose installed entry points are not this checkout's (an editable install of another one);
+    without it the `pytest11` entry point must load it."""
+    argv = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
+    argv += ["-p", "composer.testing"] if plugin else []
+    return subprocess.run(
+        [*argv, *args],
+        cwd=project,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=READY_TIMEOUT + 300,
+        check=False,
+    )
