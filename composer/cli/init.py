@@ -6,6 +6,9 @@ fixture) and a README. `__NAME__` in them becomes the pipeline's name. Besides t
 `init` writes pipeline.schema.json (what `sm-compose schema` prints, for the editor comment on
 pipeline.yaml's first line) and, for each folder under `model-sources/`, its model archive
 `models/FOLDER.tar.gz`, packed as deploy packs model data.
+
+Each template is a whole project on its own, to be read and changed by its user, so code that
+two templates share is repeated in both on purpose.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
-from importlib.abc import Traversable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import click

@@ -2,6 +2,8 @@
 
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
+`init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
+the composer.testing plugin (not these fixtures) runs `up`.
 """
 
 from __future__ import annotations
