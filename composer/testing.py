@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import pytest
 
 from .errors import SpecError
+from .serving.serve import end_with_parent
 from .spec import Pipeline, load_pipeline
 
 #: Names a deployed endpoint: the tests then run against it, and no `up` is started.
@@ -112,6 +113,10 @@ class _Up:
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},
             start_new_session=True,  # its own group, so a stop that overruns can kill all of it
+            # SIGTERM to `up` if this process dies without its finalizers (SIGKILL, a timeout's
+            # os._exit): `up` then stops its containers itself. Linux only; elsewhere the
+            # fixture's own stop covers every ordinary end of the run.
+            preexec_fn=end_with_parent,
         )
         up = cls(proc, log)
         threading.Thread(target=up._pump, daemon=True).start()

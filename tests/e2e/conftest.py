@@ -178,10 +178,10 @@ def nlp_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         yield up
 
 
-def init_project(folder: Path, template: str, *, python: str | Path = sys.executable) -> Path:
+def init_project(folder: Path, template: str) -> Path:
     """`sm-compose init FOLDER --template TEMPLATE`, as a user runs it; returns FOLDER."""
     done = subprocess.run(
-        [str(python), "-m", "composer", "init", str(folder), "--template", template],
+        [sys.executable, "-m", "composer", "init", str(folder), "--template", template],
         capture_output=True,
         text=True,
         check=False,
@@ -190,25 +190,34 @@ def init_project(folder: Path, template: str, *, python: str | Path = sys.execut
     return folder
 
 
-def users_pytest(
-    project: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    python: str | Path = sys.executable,
-    plugin: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """A user's own `pytest` run in PROJECT: a process of its own, in which composer.testing's
-    fixture starts and stops `up`. `plugin` adds `-p composer.testing`, for an environment
-    whose installed entry points are not this checkout's (an editable install of another one);
-    without it the `pytest11` entry point must load it."""
-    argv = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
-    argv += ["-p", "composer.testing"] if plugin else []
-    return subprocess.run(
-        [*argv, *args],
+def start_users_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """A user's own `pytest` run in PROJECT, started: a process of its own, in which
+    composer.testing's fixture starts and stops `up`. `-p composer.testing` loads the plugin
+    because the editable install's entry points may be another checkout's; a wheel's
+    `pytest11` entry point loads it alone (tests/e2e/test_wheel_install.py)."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
+    return subprocess.Popen(
+        [*argv, "-p", "composer.testing", *args],
         cwd=project,
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=READY_TIMEOUT + 300,
-        check=False,
+        # As in a terminal, Ctrl-C interrupts it, even if this run inherited SIGINT ignored
+        # (a shell's background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def users_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`start_users_pytest`, run to its end."""
+    proc = start_users_pytest(project, *args, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=READY_TIMEOUT + 300)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

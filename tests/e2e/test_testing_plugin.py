@@ -6,13 +6,22 @@ Each case is a user's own pytest run (a process of its own) on a project `init` 
 
 from __future__ import annotations
 
+import signal
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import faulty_pipeline, init_project, processes_under, running_up, users_pytest
+from .conftest import (
+    faulty_pipeline,
+    init_project,
+    processes_under,
+    running_up,
+    start_users_pytest,
+    users_pytest,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -37,6 +46,17 @@ def test_fails_while_up_serves(endpoint: Endpoint) -> None:
         EndpointName=endpoint.name, ContentType="application/json", Body=json.dumps({"name": "x"})
     )
     assert json.loads(answer["Body"].read()) == {"message": "something else"}
+"""
+
+SLEEPING = """
+import time
+from pathlib import Path
+
+
+def test_sleeps_while_up_serves(composer_up):
+    endpoint = composer_up(Path(__file__).resolve().parents[1] / "pipeline.yaml")
+    Path(__file__).with_name("url.txt").write_text(endpoint.url)
+    time.sleep(600)
 """
 
 DEPLOYED = """
@@ -73,6 +93,32 @@ def test_a_failing_test_still_stops_everything(tmp_path: Path) -> None:
     assert url.startswith("http://127.0.0.1:"), "the fixture served the test through `up`"
     assert not answers(url), "the gateway is gone"
     assert not processes_under(project), "no `up`, serve, nginx or gunicorn left"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_a_killed_run_stops_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C runs the fixture's stop; a SIGKILL of pytest skips it, and `up` (told by the kernel
+    that its parent died) stops its containers itself."""
+    project = init_project(tmp_path / "app", "minimal")
+    (project / "tests" / "test_sleeps.py").write_text(SLEEPING)
+    proc = start_users_pytest(project, "tests/test_sleeps.py")
+    url_file = project / "tests" / "url.txt"
+    try:
+        deadline = time.monotonic() + 300
+        while not url_file.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the fixture never served"
+            time.sleep(0.2)
+        assert answers(url_file.read_text())
+        proc.send_signal(sig)
+        proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 60  # after a SIGKILL, `up` stops on its own, asynchronously
+    while processes_under(project) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not processes_under(project), "no `up`, serve, nginx or gunicorn left"
+    assert not answers(url_file.read_text())
 
 
 def test_the_same_tests_run_against_a_deployed_endpoint(tmp_path: Path) -> None:
