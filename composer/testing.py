@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import pytest
 
@@ -45,8 +46,8 @@ STOP_TIMEOUT = 120.0
 #: The client's read timeout: longer than a container's default invocation_timeout (60 s), so
 #: the gateway's own timeout error reaches the test rather than the client's.
 READ_TIMEOUT = 70.0
-#: `up`'s ready line: "NAME ready at http://HOST:PORT (endpoint NAME, ...)".
-_READY = re.compile(r" ready at (http://\S+) ")
+#: Lines of `up`'s output a failure to start shows (all of it is in the log file).
+TAIL_LINES = 40
 
 
 @dataclass
@@ -70,7 +71,12 @@ class Endpoint:
     # gateway's record of each hop; until then there is no attribute to rely on.
 
 
-UpFactory = Callable[..., Endpoint]
+class UpFactory(Protocol):
+    """The `composer_up` fixture's value."""
+
+    def __call__(
+        self, pipeline: str | os.PathLike[str], *up_args: str, ready_timeout: float = ...
+    ) -> Endpoint: ...
 
 
 def runtime_client(url: str | None) -> Any:
@@ -96,16 +102,17 @@ def runtime_client(url: str | None) -> Any:
 
 @dataclass
 class _Up:
-    """One `sm-compose up` process, its output kept in a file."""
+    """One `sm-compose up` process, its output kept in a file and its last lines in memory."""
 
     proc: subprocess.Popen[bytes]
     log: Path
-    lines: list[str] = field(default_factory=list)
+    ready_line: re.Pattern[str]
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     url: str | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def start(cls, pipeline: Path, args: Sequence[str], log: Path) -> _Up:
+    def start(cls, pipeline: Path, name: str, args: Sequence[str], log: Path) -> _Up:
         proc = subprocess.Popen(
             [sys.executable, "-m", "composer", "up", str(pipeline), "--port", "0", *args],
             stdin=subprocess.DEVNULL,
@@ -118,7 +125,9 @@ class _Up:
             # fixture's own stop covers every ordinary end of the run.
             preexec_fn=end_with_parent,
         )
-        up = cls(proc, log)
+        # `up`'s own line, "NAME ready at http://HOST:PORT (endpoint NAME, ...)"; containers'
+        # lines start with their hostname and a bar.
+        up = cls(proc, log, re.compile(rf"^{re.escape(name)} ready at (http://\S+) "))
         threading.Thread(target=up._pump, daemon=True).start()
         return up
 
@@ -130,7 +139,7 @@ class _Up:
                 self.lines.append(line)
                 out.write(line + "\n")
                 out.flush()
-                found = _READY.search(line)
+                found = self.ready_line.match(line)
                 if found and self.url is None:
                     self.url = found.group(1)
                     self._ready.set()
@@ -140,10 +149,10 @@ class _Up:
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.5):
             if time.monotonic() > deadline:
-                _fail(f"`sm-compose up` was not ready within {timeout:g} s", self.lines)
+                self._fail(f"`sm-compose up` was not ready within {timeout:g} s")
         if self.url is None:
             code = self.proc.wait()
-            _fail(f"`sm-compose up` exited {code} before it was ready", self.lines)
+            self._fail(f"`sm-compose up` exited {code} before it was ready")
         return self.url
 
     def stop(self) -> None:
@@ -158,10 +167,9 @@ class _Up:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-
-def _fail(what: str, lines: list[str]) -> NoReturn:
-    tail = "\n".join(lines[-40:]) or "(no output)"
-    pytest.fail(f"{what}; its last lines:\n{tail}", pytrace=False)
+    def _fail(self, what: str) -> NoReturn:
+        tail = "\n".join(self.lines) or "(no output)"
+        pytest.fail(f"{what}; its last lines (all of them in {self.log}):\n{tail}", pytrace=False)
 
 
 @contextlib.contextmanager
@@ -184,7 +192,7 @@ def serving(
         yield Endpoint(name=deployed, client=runtime_client(None), pipeline=spec)
         return
     log = log_dir / f"{spec.name}.up.log"
-    up = _Up.start(path, args, log)
+    up = _Up.start(path, spec.name, args, log)
     try:
         url = up.wait_ready(ready_timeout)
         yield Endpoint(name=spec.name, client=runtime_client(url), pipeline=spec, url=url, log=log)
