@@ -132,6 +132,7 @@ def test_init_writes_a_project_whose_tests_pass(bin_dir: Path, tmp_path: Path) -
     _run([bin_dir / "python", "-m", "pip", "install", "-q", "pytest"], tmp_path)
     _run([bin_dir / "sm-compose", "init", "app", "--template", "serial"], tmp_path)
     project = tmp_path / "app"
+    assert (project / ".gitignore").is_file(), "dotfiles are package data too"
     out = _run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "tests"], project)
     assert "3 passed" in out
     assert not processes_under(project), "nothing outlives the test run"

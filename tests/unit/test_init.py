@@ -47,6 +47,7 @@ def test_each_template_writes_a_valid_project(tmp_path: Path, template: str) -> 
     test = (project / "tests" / "test_pipeline.py").read_text()
     assert "composer_up(PIPELINE)" in test
     assert (project / "README.md").read_text().startswith("# my-project\n")
+    assert ".composer/" in (project / ".gitignore").read_text().splitlines()
     written = files_under(project)
     assert not [rel for rel in written if b"__NAME__" in (project / rel).read_bytes()]
     assert not [rel for rel in written if "__pycache__" in rel or rel.endswith(".pyc")]
