@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import aws, batch, images, local
+from . import aws, batch, images, init, local
 from ._main import cli
 
-for _module in (local, images, aws, batch):
+for _module in (local, images, aws, batch, init):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

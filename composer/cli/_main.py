@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..spec import Pipeline
+from ..spec import json_schema
 from ._common import friendly, load, pipeline_arg
 
 
@@ -29,7 +29,4 @@ def validate(pipeline: str) -> None:
 @friendly
 def schema() -> None:
     """Print the JSON Schema of pipeline.yaml, for editors (yaml-language-server)."""
-    document = Pipeline.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "sagemaker-composer pipeline"
-    click.echo(json.dumps(document, indent=2))
+    click.echo(json.dumps(json_schema(), indent=2))

@@ -195,10 +195,10 @@ def main(argv: list[str]) -> int:
         children["nginx"] = subprocess.Popen(
             [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-e", "stderr"],
             process_group=0,
-            preexec_fn=_end_with_parent,
+            preexec_fn=end_with_parent,
         )
         children["gunicorn"] = subprocess.Popen(
-            gunicorn_args, env=env, process_group=0, preexec_fn=_end_with_parent
+            gunicorn_args, env=env, process_group=0, preexec_fn=end_with_parent
         )
         failed: tuple[str, int] | None = None
         while not stopping and failed is None:
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _end_with_parent() -> None:
+def end_with_parent() -> None:
     """In the child before exec: SIGTERM it when serve dies, even by SIGKILL (Linux only)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -1,7 +1,7 @@
 """The pipeline.yaml spec: pydantic models and a loader that locates every error."""
 
 from .loader import load_pipeline, parse_pipeline
-from .models import Autoscaling, Aws, Container, Endpoint, Pipeline
+from .models import Autoscaling, Aws, Container, Endpoint, Pipeline, json_schema
 
 __all__ = [
     "Autoscaling",
@@ -9,6 +9,7 @@ __all__ = [
     "Container",
     "Endpoint",
     "Pipeline",
+    "json_schema",
     "load_pipeline",
     "parse_pipeline",
 ]

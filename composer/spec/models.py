@@ -617,3 +617,11 @@ class Pipeline(_Spec):
         refusal = rules.batch_transform_refusal(self)
         if refusal is not None:
             raise UsageError(refusal)
+
+
+def json_schema() -> dict[str, Any]:
+    """pipeline.yaml's JSON Schema for editors: `sm-compose schema` prints it, `init` writes it."""
+    document = Pipeline.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "sagemaker-composer pipeline"
+    return document

@@ -3,6 +3,8 @@
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`.
+`init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
+the composer.testing plugin (not these fixtures) runs `up`.
 """
 
 from __future__ import annotations
@@ -212,3 +214,48 @@ def nlp_direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 def nlp_serial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     with running_up(nlp_pipeline(tmp_path_factory.mktemp("nlp-serial"), "Serial")) as up:
         yield up
+
+
+def init_project(folder: Path, template: str) -> Path:
+    """`sm-compose init FOLDER --template TEMPLATE`, as a user runs it; returns FOLDER."""
+    done = subprocess.run(
+        [sys.executable, "-m", "composer", "init", str(folder), "--template", template],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
+def start_users_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """A user's own `pytest` run in PROJECT, started: a process of its own, in which
+    composer.testing's fixture starts and stops `up`. `-p composer.testing` loads the plugin
+    because the editable install's entry points may be another checkout's; a wheel's
+    `pytest11` entry point loads it alone (tests/e2e/test_wheel_install.py)."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
+    return subprocess.Popen(
+        [*argv, "-p", "composer.testing", *args],
+        cwd=project,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As in a terminal, Ctrl-C interrupts it, even if this run inherited SIGINT ignored
+        # (a shell's background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def users_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`start_users_pytest`, run to its end."""
+    proc = start_users_pytest(project, *args, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=READY_TIMEOUT + 300)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -124,3 +124,15 @@ def test_up_serves_an_invoke_and_stops_cleanly(bin_dir: Path, project: Path) -> 
         code = up.stop()
     assert code == 0, log.read_text()
     assert not processes_under(project), "nothing outlives `up`"
+
+
+def test_init_writes_a_project_whose_tests_pass(bin_dir: Path, tmp_path: Path) -> None:
+    """The templates are in the wheel, and its `pytest11` entry point loads composer.testing:
+    the generated tests find `composer_up` with no `-p`."""
+    _run([bin_dir / "python", "-m", "pip", "install", "-q", "pytest"], tmp_path)
+    _run([bin_dir / "sm-compose", "init", "app", "--template", "serial"], tmp_path)
+    project = tmp_path / "app"
+    assert (project / ".gitignore").is_file(), "dotfiles are package data too"
+    out = _run([bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider", "tests"], project)
+    assert "3 passed" in out
+    assert not processes_under(project), "nothing outlives the test run"
