@@ -23,7 +23,6 @@ from composer.runners.oci import ENDPOINT_LABEL
 from tests.aws_pipelines import ROLE, tiny_model
 from tests.e2e.conftest import running_local, write_pipeline
 from tests.integration.test_engine import Built
-from tests.integration.test_engine import engine as engine  # the session fixture
 from tests.integration.test_engine import stub_image as stub_image  # the session fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.aws, pytest.mark.slow]

@@ -36,7 +36,6 @@ from tests.e2e.conftest import (
     write_pipeline,
 )
 from tests.integration.test_engine import Built
-from tests.integration.test_engine import engine as engine  # the session fixture
 from tests.integration.test_engine import stub_image as stub_image  # the session fixture
 from tests.sagemaker_shapes import ShapeRecorder
 
