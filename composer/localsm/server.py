@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -24,12 +25,34 @@ from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, check_listen, running_endpoint, url_host
 from ..runners.oci import EngineRunner, remove_orphans
 from ..runners.process import ProcessRunner
+from ..runners.supervisor import pid_alive
 from ..spec.models import Pipeline
 from .errors import ApiError
 from .lifecycle import Lifecycle
 from .operations import LocalSageMaker
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+ROOT_PREFIX = "sm-compose-local-"
+_OWNER = "owner.pid"
+
+
+def working_root() -> Path:
+    """A fresh folder for the endpoints' working files, owned by this process.
+
+    Removed when the process ends; one whose owner was killed (SIGKILL) is removed by the next
+    `local` or `up` instead.
+    """
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = int((stale / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (being made, or made by something else)
+        if owner != os.getpid() and not pid_alive(owner):
+            shutil.rmtree(stale, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / _OWNER).write_text(str(os.getpid()))
+    return root
 
 
 def ready_line(url: str) -> str:
@@ -51,7 +74,7 @@ async def pipeline_with_control_plane(
     Its model, endpoint config and endpoint show in Describe and List calls (created through the
     same operations a client calls); more endpoints can be created beside it.
     """
-    root = Path(tempfile.mkdtemp(prefix="sm-compose-local-"))
+    root = working_root()
     engine = runner if runner is not None and not isinstance(runner, ProcessRunner) else None
     lifecycle = Lifecycle(root, engine_runner=engine, out=out)
     control = LocalSageMaker(lifecycle)
@@ -102,7 +125,7 @@ async def serve_local(
         check_listen(host, port)
     if isinstance(engine_runner, EngineRunner):  # what a killed `local` left running
         await loop.run_in_executor(None, remove_orphans, engine_runner.engine, out)
-    root = Path(tempfile.mkdtemp(prefix="sm-compose-local-"))
+    root = working_root()
     lifecycle = Lifecycle(root, engine_runner=engine_runner, engine_flag=engine_flag, out=out)
     control = LocalSageMaker(lifecycle)
     for sig in (signal.SIGINT, signal.SIGTERM):

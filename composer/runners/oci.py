@@ -21,6 +21,7 @@ from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
 from .contract import Prepared, container_env, free_port, model_dir_for, state_dir
 from .engine import MODEL_DIR, Engine, EngineError
+from .supervisor import pid_alive
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
 BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"
@@ -110,16 +111,6 @@ def container_name(pipeline: Pipeline, hostname: str, port: int) -> str:
     return f"sm-compose-{pipeline.name}-{hostname}-{state_id(pipeline)[:6]}-{port}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(
     engine: Engine, pipeline: Pipeline, progress: Callable[[str], None] = lambda _msg: None
 ) -> list[str]:
@@ -150,7 +141,7 @@ def _remove_unowned(engine: Engine, names: list[str], progress: Callable[[str], 
         if labels is None:
             continue  # removed meanwhile (--rm)
         owner = labels.get(OWNER_LABEL, "")
-        if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
+        if owner.isdigit() and (int(owner) == os.getpid() or pid_alive(int(owner))):
             continue
         progress(f"removing leftover container {name}")
         engine.rm(name, force=True)

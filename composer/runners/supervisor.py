@@ -301,6 +301,17 @@ class ManagedContainer:
         await self._drain()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs (one of another user's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _session_members(sid: int) -> list[int]:
     """Live processes of session `sid`, from /proc (none where there is no /proc)."""
     found: list[int] = []

@@ -436,7 +436,7 @@ def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image
 
 
 @pytest.mark.engine
-def test_a_killed_local_leaves_containers_that_the_next_local_removes(
+def test_a_killed_local_leaves_containers_and_files_that_the_next_local_removes(
     engine: Engine, stub_image: Built
 ) -> None:
     first = start_local("--engine", engine.name)
@@ -450,10 +450,13 @@ def test_a_killed_local_leaves_containers_that_the_next_local_removes(
         assert len(left) == 1
         kill_tree(first)
         assert set(engine.containers_labelled(ENDPOINT_LABEL, "stub")) == left
+        root = _root(first)
+        assert root is not None and root.is_dir()  # its working folder, left behind too
         with running_local("--engine", engine.name, ready=60) as again:
             for name in left:
                 assert any(f"removing leftover container {name}" in x for x in again.lines)
                 assert not engine.container_exists(name)
+            assert not root.exists()
     finally:
         if first.proc.poll() is None:
             first.proc.kill()
