@@ -132,12 +132,13 @@ def _single(sm: Any, name: str, image: str, **env: str) -> None:
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
 
 
-def _invoke(up: Up, endpoint: str, hostname: str) -> tuple[Any, str]:
+def _invoke(up: Up, endpoint: str, hostname: str | None) -> tuple[Any, str]:
+    target = {"TargetContainerHostname": hostname} if hostname else {}
     answer = up.client().invoke_endpoint(
         EndpointName=endpoint,
-        TargetContainerHostname=hostname,
         ContentType="application/json",
         Body=json.dumps({"name": "local"}).encode(),
+        **target,
     )
     return json.loads(answer["Body"].read()), answer["ResponseMetadata"]["HTTPHeaders"][
         "x-amzn-invoked-production-variant"
@@ -396,7 +397,7 @@ def test_local_warns_when_it_listens_beyond_loopback() -> None:
     assert up.proc.returncode == 0
 
 
-def test_up_serves_the_control_plane_too(tmp_path: Path) -> None:
+def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str]) -> None:
     pipeline = faulty_pipeline(tmp_path, "upcp", {"echo": {}})
     with running_up(pipeline) as up:
         sm = up.sagemaker()
@@ -412,7 +413,17 @@ def test_up_serves_the_control_plane_too(tmp_path: Path) -> None:
         assert recorder.problems == []
         answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 1}')
         assert json.loads(answer["Body"].read()) == {"a": 1}
+        _single(sm, "beside", images["greeter"])  # another endpoint beside up's
+        sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
+        assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
+        assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}
+        assert [e["EndpointName"] for e in sm.list_endpoints(SortBy="Name")["Endpoints"]] == [
+            "upcp",
+            "beside",
+        ]
+        root = _root(up)
     assert up.proc.returncode == 0
+    assert root is not None and processes_under(root) == [] and not root.exists()
 
 
 @pytest.mark.engine
