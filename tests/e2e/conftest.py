@@ -2,7 +2,8 @@
 
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
-`running_local(*args)` and `start_local` do the same for `sm-compose local`.
+`running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
+small containers built for it.
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
 the composer.testing plugin (not these fixtures) runs `up`.
 """
@@ -177,6 +178,30 @@ def kill_tree(up: Up) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     up.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`sm-compose build` of two small containers, as a user runs it: hostname -> the image
+    reference it records (what the local SageMaker runs as processes). `greeter` is
+    containers/minimal, `echo` is FAULTY."""
+    folder = tmp_path_factory.mktemp("built")
+    spec = {
+        "name": "built",
+        "mode": "Direct",
+        "containers": [
+            {"hostname": "greeter", "build": str(REPO / "containers" / "minimal")},
+            {"hostname": "echo", "build": str(FAULTY)},
+        ],
+    }
+    pipeline = write_pipeline(folder, spec)
+    subprocess.run(
+        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
+    )
+    document = json.loads(
+        (folder / ".composer" / "built" / "build" / "sagemaker" / "create_model.json").read_text()
+    )
+    return {c["ContainerHostname"]: c["Image"] for c in document["Containers"]}
 
 
 def processes_under(path: Path) -> list[tuple[int, str]]:

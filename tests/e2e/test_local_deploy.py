@@ -1,4 +1,5 @@
-"""Our own `sm-compose deploy`, `status` and `delete` against `sm-compose local`.
+"""Our own `sm-compose deploy`, `status` and `delete` against `sm-compose local`, and its
+asynchronous endpoints, with S3 on moto's server.
 
 S3 and Application Auto Scaling are moto's server (the `moto` fixture); SageMaker is the local
 SageMaker, which downloads the model data deploy uploaded from that S3 (through
@@ -25,7 +26,7 @@ from tests.e2e.conftest import running_local, write_pipeline
 from tests.integration.test_engine import Built
 from tests.integration.test_engine import stub_image as stub_image  # the session fixture
 
-pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.aws, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.aws, pytest.mark.slow]
 
 
 def _pipeline(folder: Path, image: str, version: str) -> Path:
@@ -45,6 +46,7 @@ def _pipeline(folder: Path, image: str, version: str) -> Path:
     return write_pipeline(folder, spec)
 
 
+@pytest.mark.engine
 def test_deploy_status_redeploy_and_delete_against_local(
     moto: Any, engine: Engine, stub_image: Built, tmp_path: Path
 ) -> None:
@@ -97,3 +99,45 @@ def test_deploy_status_redeploy_and_delete_against_local(
         assert sm.list_endpoints()["Endpoints"] == []
         assert json.dumps(sm.list_models()["Models"]) == "[]"
     assert engine.containers_labelled(ENDPOINT_LABEL, "deployed") == []
+
+
+def test_an_async_endpoint_reads_and_writes_s3(moto: Any, images: dict[str, str]) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for bucket in ("local-async-in", "local-async-out"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="local-async-in", Key="request.json", Body=b'{"async": true}')
+    with running_local(ready=60) as local:
+        sm = local.sagemaker()
+        sm.create_model(ModelName="async", PrimaryContainer={"Image": images["echo"]})
+        sm.create_endpoint_config(
+            EndpointConfigName="async",
+            ProductionVariants=[{"VariantName": "v", "ModelName": "async"}],
+            AsyncInferenceConfig={
+                "OutputConfig": {"S3OutputPath": "s3://local-async-out/results"},
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
+            },
+        )
+        sm.create_endpoint(EndpointName="async", EndpointConfigName="async")
+        described = sm.describe_endpoint(EndpointName="async")
+        assert described["EndpointStatus"] == "InService", described
+        assert described["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"] == (
+            "s3://local-async-out/results"
+        )
+        answer = local.client().invoke_endpoint_async(
+            EndpointName="async",
+            InputLocation="s3://local-async-in/request.json",
+            ContentType="application/json",
+            InferenceId="one",
+        )
+        assert answer["OutputLocation"] == "s3://local-async-out/results/one.out"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                found = s3.get_object(Bucket="local-async-out", Key="results/one.out")
+                break
+            except s3.exceptions.NoSuchKey:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert json.loads(found["Body"].read()) == {"async": True}

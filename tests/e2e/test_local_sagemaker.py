@@ -24,8 +24,6 @@ from botocore.exceptions import ClientError, WaiterError
 from composer.runners.engine import Engine
 from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
-    FAULTY,
-    REPO,
     Up,
     faulty_pipeline,
     kill_tree,
@@ -33,7 +31,6 @@ from tests.e2e.conftest import (
     running_local,
     running_up,
     start_local,
-    write_pipeline,
 )
 from tests.integration.test_engine import Built
 from tests.integration.test_engine import stub_image as stub_image  # the session fixture
@@ -41,30 +38,7 @@ from tests.sagemaker_shapes import ShapeRecorder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-MINIMAL = REPO / "containers" / "minimal"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`sm-compose build` of two containers, as a user runs it: hostname -> image reference."""
-    folder = tmp_path_factory.mktemp("built")
-    spec = {
-        "name": "built",
-        "mode": "Direct",
-        "containers": [
-            {"hostname": "greeter", "build": str(MINIMAL)},
-            {"hostname": "echo", "build": str(FAULTY)},
-        ],
-    }
-    pipeline = write_pipeline(folder, spec)
-    subprocess.run(
-        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
-    )
-    document = json.loads(
-        (folder / ".composer" / "built" / "build" / "sagemaker" / "create_model.json").read_text()
-    )
-    return {c["ContainerHostname"]: c["Image"] for c in document["Containers"]}
 
 
 @pytest.fixture
