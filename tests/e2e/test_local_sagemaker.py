@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError, WaiterError
 from composer.runners.engine import Engine
 from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
+    REPO,
     Up,
     faulty_pipeline,
     kill_tree,
@@ -31,6 +32,7 @@ from tests.e2e.conftest import (
     running_local,
     running_up,
     start_local,
+    write_pipeline,
 )
 from tests.integration.test_engine import Built
 from tests.integration.test_engine import stub_image as stub_image  # the session fixture
@@ -505,3 +507,36 @@ def test_a_transform_job_runs_the_local_batch_transform(
         "ListTransformJobs",
         "StopTransformJob",
     } <= (recorder.seen)
+
+
+def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Path) -> None:
+    """Mode MultiModel with a file:// prefix of archives: TargetModel picks the spaCy pipeline."""
+    text = (REPO / "pipelines" / "nlp-multi-model.yaml").read_text()
+    pipeline = write_pipeline(tmp_path, text.replace("../", f"{REPO}/"))
+    subprocess.run(
+        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
+    )
+    document = json.loads(
+        (
+            tmp_path / ".composer" / "nlp-multi-model" / "build" / "sagemaker" / "create_model.json"
+        ).read_text()
+    )
+    image = document["PrimaryContainer"]["Image"]
+    sm = local.sagemaker()
+    models = (REPO / "artifacts" / "spacy-models").as_uri() + "/"
+    sm.create_model(
+        ModelName="mme",
+        PrimaryContainer={"Image": image, "Mode": "MultiModel", "ModelDataUrl": models},
+    )
+    variants = [{"VariantName": "v", "ModelName": "mme"}]
+    sm.create_endpoint_config(EndpointConfigName="mme", ProductionVariants=variants)
+    sm.create_endpoint(EndpointName="mme", EndpointConfigName="mme")
+    assert _wait_status(sm, "mme", timeout=600)["EndpointStatus"] == "InService"
+    for model, name in (("en-rules.tar.gz", "en_rules"), ("de-rules.tar.gz", "de_regeln")):
+        answer = local.client().invoke_endpoint(
+            EndpointName="mme",
+            TargetModel=model,
+            ContentType="application/json",
+            Body=json.dumps({"text": "Apple is looking at buying a startup in London."}).encode(),
+        )
+        assert json.loads(answer["Body"].read())["model"]["name"] == name
