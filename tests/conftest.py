@@ -84,6 +84,22 @@ def runtime_client_for(
     )
 
 
+def sagemaker_client_for(url: str, *, region: str = "us-east-1", timeout: float = 70) -> Any:
+    """An unmodified boto3 `sagemaker` (control plane) client for the local SageMaker at `url`,
+    one attempt per call."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}, read_timeout=timeout),
+    )
+
+
 @pytest.fixture(scope="session")
 def runtime_client() -> Callable[..., Any]:
     """`runtime_client(url, timeout=..., ...)`: see runtime_client_for."""

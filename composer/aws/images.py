@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ComposerError, UsageError
+from ..render.builds import record_builds
+from ..render.context import built_from_spec
 from ..render.sagemaker import image_repository
 from ..runners.engine import Engine
 from ..runners.oci import build_images
@@ -84,4 +86,5 @@ def push_images(
         progress(f"{image.hostname}: pushed {pushed[image.hostname]}")
     lock = lock_path(pipeline.source)
     update_lock(lock, pushed)
+    record_builds({uri: built_from_spec(pipeline, host) for host, uri in pushed.items()})
     return lock, pushed

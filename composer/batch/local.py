@@ -269,17 +269,17 @@ async def transform_local(
     async with contextlib.AsyncExitStack() as stack:
         # Container logs stay in their log files: the terminal shows the progress instead.
         devnull = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
-        with contextlib.redirect_stdout(devnull):
-            endpoint = await stack.enter_async_context(
-                running_endpoint(
-                    pipeline,
-                    port=0,
-                    runner=runner,
-                    out=progress.note,
-                    progress=progress.note,
-                    extra_env=options.container_env(),
-                )
+        endpoint = await stack.enter_async_context(
+            running_endpoint(
+                pipeline,
+                port=0,
+                runner=runner,
+                out=progress.note,
+                progress=progress.note,
+                extra_env=options.container_env(),
+                log_stream=devnull,
             )
+        )
         session = await stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),

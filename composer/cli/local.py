@@ -1,4 +1,4 @@
-"""`sm-compose up` and `sm-compose invoke`: the endpoint on this machine, and calling it."""
+"""`sm-compose up`, `local` and `invoke`: endpoints on this machine, and calling them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def up(
     pipeline: str, port: int, host: str, startup_timeout: float | None, engine: str | None
 ) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
-    from ..runners.endpoint import running_endpoint, serve_until_stopped
+    from ..localsm import pipeline_with_control_plane
+    from ..runners.endpoint import serve_until_stopped
 
     spec = load(pipeline)
     warn_if_exposed(host, port)
@@ -53,7 +54,7 @@ def up(
             spinner.stop()  # from the first container's line on, the output is the log
             print(message, flush=True)
 
-        endpoint = running_endpoint(
+        endpoint = pipeline_with_control_plane(
             spec,
             host=host,
             port=port,
@@ -63,6 +64,37 @@ def up(
             startup_timeout=startup_timeout,
         )
         sys.exit(asyncio.run(serve_until_stopped(endpoint, out=out)))
+
+
+@click.command("local")
+@click.option(
+    "--port", default=8080, show_default=True, help="Port of the control plane and runtime."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listening address. Anything but loopback makes it reachable from other machines, "
+    "with no authentication; local warns when it does.",
+)
+@engine_option
+@friendly
+def local(port: int, host: str, engine: str | None) -> None:
+    """An empty local SageMaker: CreateModel, CreateEndpoint, InvokeEndpoint... on one port.
+
+    Point existing code at it with AWS_ENDPOINT_URL_SAGEMAKER and
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME. Images that `sm-compose build` made run as local
+    processes; any other image needs --engine. State lives in memory; Ctrl-C stops everything.
+    """
+    from ..localsm import serve_local
+
+    warn_if_exposed(host, port)
+
+    def out(message: str) -> None:
+        print(message, flush=True)
+
+    serving = serve_local(host=host, port=port, engine_runner=runner_for(engine), out=out)
+    sys.exit(asyncio.run(serving))
 
 
 def is_loopback(host: str) -> bool:
@@ -298,4 +330,4 @@ def _invoke_async(
     return client.wait_async(accepted, timeout=wait_timeout)
 
 
-COMMANDS = [up, invoke]
+COMMANDS = [up, local, invoke]

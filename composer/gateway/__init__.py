@@ -20,6 +20,8 @@ Where each behaviour lives:
 - connections.py: the connection policy of both servers: client timeouts, request ids, the
   last-resort 500, linger and drain on stop, one-line logs of refused requests;
 - fastpath.py: the listening socket's protocol: plain invocations parsed and answered there;
+- control.py: the control plane's route (`POST /`, `X-Amz-Target`, AWS JSON 1.1): the envelope
+  and its errors; what operations mean is the `ControlPlane` handler's (composer/localsm/);
 - app.py: aiohttp's side: every other request, routes, the 404 shape, body reading;
 - server.py: `Gateway`, `ThreadedGateway`, `start_gateway`: start and stop;
 - upstream.py: the HTTP/1.1 client to containers (kept-alive connections; streamed answers
@@ -28,7 +30,8 @@ Where each behaviour lives:
 """
 
 from .app import create_app
-from .config import MAX_PAYLOAD_BYTES, GatewayConfig, Health, Upstream
+from .config import MAX_PAYLOAD_BYTES, GatewayConfig, GatewaySettings, Health, Upstream
+from .control import ControlPlane
 from .endpoint import Endpoint
 from .registry import EndpointRegistry
 from .reply import Reply
@@ -36,10 +39,12 @@ from .server import Gateway, ThreadedGateway, start_gateway
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "ControlPlane",
     "Endpoint",
     "EndpointRegistry",
     "Gateway",
     "GatewayConfig",
+    "GatewaySettings",
     "Health",
     "Reply",
     "ThreadedGateway",

@@ -1,10 +1,11 @@
 """The aiohttp path: every request the fast path hands over, and the app `create_app` returns.
 
-Routes: InvokeEndpoint, InvokeEndpointWithResponseStream, InvokeEndpointAsync, /ping, /metrics;
-any other path or method answers in SageMaker's JSON shape (UnknownOperationException). The
-invocation routes ask the core (registry.py, endpoint.py, streaming.py) for a `Reply` and write
-it as a `web.Response`, or write the event stream streaming.py opens, message by message; a
-body is read here, within the payload limit and the client timeout.
+Routes: InvokeEndpoint, InvokeEndpointWithResponseStream, InvokeEndpointAsync, /ping, /metrics,
+the control plane's `POST /` when one is given (control.py); any other path or method answers in
+SageMaker's JSON shape (UnknownOperationException). The invocation routes ask the core
+(registry.py, endpoint.py, streaming.py) for a `Reply` and write it as a `web.Response`, or write
+the event stream streaming.py opens, message by message; a body is read here, within the payload
+limit and the client timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from multidict import CIMultiDictProxy
 from . import errors
 from .config import GatewayConfig, Health
 from .connections import Connections, last_resort, new_request_id
+from .control import ControlPlane, control_route
 from .endpoint import BodyReader
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .registry import EndpointRegistry
@@ -112,8 +114,13 @@ def _sagemaker_shaped(connections: Connections) -> Middleware:
     return middleware
 
 
-def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Application:
-    """The aiohttp app serving `endpoints`; they are closed when it is cleaned up."""
+def build_app(
+    endpoints: EndpointRegistry, connections: Connections, control: ControlPlane | None = None
+) -> web.Application:
+    """The aiohttp app serving `endpoints`; they are closed when it is cleaned up.
+
+    With `control`, `POST /` is the control plane's route (control.py).
+    """
     limit = endpoints.max_payload_bytes
     timeout = connections.timeout
     app = web.Application(client_max_size=limit, middlewares=[_sagemaker_shaped(connections)])
@@ -160,6 +167,8 @@ def build_app(endpoints: EndpointRegistry, connections: Connections) -> web.Appl
     app.router.add_post("/endpoints/{name}/async-invocations", invoke_async)
     app.router.add_get("/ping", ping)
     app.router.add_get("/metrics", metrics)
+    if control is not None:
+        app.router.add_post("/", control_route(control))
     return app
 
 

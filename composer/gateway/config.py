@@ -78,6 +78,16 @@ class AsyncSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """What every endpoint of one gateway shares, for a gateway started with no endpoint yet
+    (`sm-compose local`); a `GatewayConfig` carries the same three."""
+
+    account_id: str = "000000000000"
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    client_timeout: float = field(default_factory=default_client_timeout)
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """One endpoint with one production variant, served Direct or Serial."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-from .config import GatewayConfig, Health
+from .config import GatewayConfig, GatewaySettings, Health
 from .endpoint import BodyReader, Endpoint
 from .errors import unknown_endpoint
 from .metrics import GatewayMetrics
@@ -26,7 +26,7 @@ class EndpointRegistry:
     timeout must be the gateway's; the account is the one unknown names are reported against.
     """
 
-    def __init__(self, metrics: GatewayMetrics, shared: GatewayConfig) -> None:
+    def __init__(self, metrics: GatewayMetrics, shared: GatewayConfig | GatewaySettings) -> None:
         """`shared`: the config whose account, payload limit and client timeout all share."""
         self.metrics = metrics
         self.account_id = shared.account_id

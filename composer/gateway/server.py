@@ -16,8 +16,9 @@ from typing import TypeVar
 from aiohttp import web
 
 from .app import build_app
-from .config import GatewayConfig, Health
+from .config import GatewayConfig, GatewaySettings, Health
 from .connections import Connections
+from .control import ControlPlane
 from .fastpath import FastPath
 from .metrics import GatewayMetrics
 from .registry import EndpointRegistry
@@ -28,23 +29,28 @@ T = TypeVar("T")
 class Gateway:
     """A started gateway on host:port in the caller's asyncio loop (port 0 = any free port).
 
-    It serves `config`'s endpoint; `endpoints` (the registry) serves more, or others, by name.
+    It serves `config`'s endpoint (None: none yet); `endpoints` (the registry) serves more, or
+    others, by name. `control` answers the control plane's `POST /` (control.py).
     """
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: GatewayConfig | None,
         host: str = "127.0.0.1",
         port: int = 8080,
         health: Health | None = None,
+        *,
+        control: ControlPlane | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.port = port
-        self.endpoints = EndpointRegistry(GatewayMetrics(), config)
-        self.endpoints.put(config, health)
-        self.connections = Connections(config.client_timeout)
-        self.app = build_app(self.endpoints, self.connections)
+        shared = config if config is not None else GatewaySettings()
+        self.endpoints = EndpointRegistry(GatewayMetrics(), shared)
+        if config is not None:
+            self.endpoints.put(config, health)
+        self.connections = Connections(shared.client_timeout)
+        self.app = build_app(self.endpoints, self.connections, control)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
 
@@ -99,13 +105,15 @@ class Gateway:
 
 
 async def start_gateway(
-    config: GatewayConfig,
+    config: GatewayConfig | None,
     host: str = "127.0.0.1",
     port: int = 8080,
     health: Health | None = None,
+    *,
+    control: ControlPlane | None = None,
 ) -> Gateway:
     """Start a gateway in the running loop; `await gateway.stop()` ends it."""
-    gateway = Gateway(config, host, port, health)
+    gateway = Gateway(config, host, port, health, control=control)
     await gateway.start()
     return gateway
 
@@ -115,12 +123,14 @@ class ThreadedGateway:
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: GatewayConfig | None,
         host: str = "127.0.0.1",
         port: int = 0,
         health: Health | None = None,
+        *,
+        control: ControlPlane | None = None,
     ) -> None:
-        self.gateway = Gateway(config, host, port, health)
+        self.gateway = Gateway(config, host, port, health, control=control)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="composer-gateway", daemon=True

@@ -22,6 +22,7 @@ from ..cache import cache_dir
 from ..errors import UsageError
 from ..spec.models import Container, Pipeline
 from ..storage import atomic_write
+from .builds import BuiltFrom, record_builds
 from .dockerfile import render_dockerfile
 from .sagemaker import Requests, dumps, placeholder_artifacts, render_requests
 
@@ -151,6 +152,14 @@ def write_build_context(
     return BuildContext(container.hostname, dest, context_digest(dest))
 
 
+def built_from_spec(pipeline: Pipeline, hostname: str) -> BuiltFrom:
+    """The record entry (render/builds.py) of a `build:` container's images."""
+    build = pipeline.container(hostname).build
+    assert build is not None
+    source = str(pipeline.source or "")
+    return BuiltFrom(str(pipeline.resolve(build)), source, hostname)
+
+
 def write_build(pipeline: Pipeline, out: Path) -> tuple[list[BuildContext], Requests]:
     """`sm-compose build --out`: every build context plus the SageMaker request documents."""
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +169,10 @@ def write_build(pipeline: Pipeline, out: Path) -> tuple[list[BuildContext], Requ
         if c.build is not None
     ]
     tags = {ctx.hostname: ctx.tag for ctx in contexts}
-    requests = render_requests(pipeline, placeholder_artifacts(pipeline, tags))
+    artifacts = placeholder_artifacts(pipeline, tags)
+    requests = render_requests(pipeline, artifacts)
+    images = artifacts.images
+    record_builds({images[c.hostname]: built_from_spec(pipeline, c.hostname) for c in contexts})
     docs = out / "sagemaker"
     docs.mkdir(exist_ok=True)
     (docs / "create_model.json").write_text(dumps(requests.model), encoding="utf-8")

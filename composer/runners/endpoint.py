@@ -2,7 +2,9 @@
 behind the SageMaker-compatible gateway.
 
 `running_endpoint` is the whole endpoint on this machine as a context manager (what `up` and a
-local `transform` run); `serve_until_stopped` keeps one in the foreground until SIGINT/SIGTERM.
+local `transform` run); `started_containers` is its set of containers alone, for a gateway that
+serves several (composer/localsm/); `serve_until_stopped` keeps one in the foreground until
+SIGINT/SIGTERM.
 The runner (runners/contract.py) says how each container runs; runners/supervisor.py keeps each
 one alive; `gateway_config` says what the gateway serves.
 """
@@ -16,13 +18,14 @@ import signal
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
 from ..errors import ComposerError
-from ..gateway import GatewayConfig, Upstream, start_gateway
+from ..gateway import ControlPlane, Gateway, GatewayConfig, Upstream, start_gateway
 from ..gateway.config import AsyncSettings
 from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.models import Pipeline
@@ -34,11 +37,13 @@ from .supervisor import DEFAULT_STARTUP_WINDOW, LogSink, ManagedContainer, gathe
 
 @dataclass
 class LocalEndpoint:
-    """A running local endpoint: its containers and its gateway."""
+    """A running local endpoint: its containers and (once one serves it) its gateway."""
 
     pipeline: Pipeline
     containers: list[ManagedContainer]
     gateway_url: str
+    prepared: list[Prepared] = field(default_factory=list)
+    gateway: Gateway | None = None
 
     def __post_init__(self) -> None:
         self._by_host = {c.hostname: c for c in self.containers}
@@ -96,35 +101,38 @@ def _async_settings(pipeline: Pipeline) -> AsyncSettings | None:
 
 
 @contextlib.asynccontextmanager
-async def running_endpoint(
+async def started_containers(
     pipeline: Pipeline,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
     runner: Runner | None = None,
     out: Callable[[str], None] = print,
     progress: Callable[[str], None] | None = None,
     extra_env: dict[str, str] | None = None,
     startup_timeout: float | None = None,
+    scope: str = "",
+    log_stream: IO[str] | None = None,
 ) -> AsyncIterator[LocalEndpoint]:
-    """Every container up and pinged, the gateway listening; all stopped on exit.
+    """A set of the pipeline's containers, every one up and pinged and supervised; all stopped on
+    exit. No gateway: `gateway_config(set.pipeline, set.containers, set.prepared)` is what one
+    serves. `running_endpoint` runs one set behind its own gateway; the local SageMaker
+    (composer/localsm/) runs one set per endpoint (two while an update starts) behind one.
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
-    /ping, at the first start and at every restart), e.g. to fail fast on a container that
-    never becomes healthy.
+    /ping, at the first start and at every restart). `scope` prefixes each log line (e.g.
+    `endpoint/`), to tell endpoints apart; `log_stream` is where the lines go besides each
+    container's log file (standard output when None).
     """
     runner = runner or ProcessRunner()
     loop = asyncio.get_running_loop()
-    if port:
-        check_listen(host, port)
     prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, progress or out)
     work = state_dir(pipeline)
     width = max(len(p.container.hostname) for p in prepared)
-    sink = LogSink(width)
+    sink = LogSink(width, log_stream, scope=scope)
     window = float(
         startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
     )
-    # Short (a unix socket path has 108 bytes) and removed when `up` ends, whatever its
+    # Short (a unix socket path has 108 bytes) and removed when the set stops, whatever its
     # containers' serve processes could not clean up themselves (killed by SIGKILL).
     scratch = Path(tempfile.mkdtemp(prefix="sm-compose-"))
     scratch.chmod(0o755)  # nginx workers (nobody when `up` runs as root) reach the sockets
@@ -151,31 +159,73 @@ async def running_endpoint(
         with contextlib.suppress(FileNotFoundError):
             m.log_path.unlink()
     supervisors: list[asyncio.Task[None]] = []
-    gateway = None
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         try:
             for m in managed:
                 await m.start()
-                out(f"{m.hostname:<{width}}  {m.url}  (log {m.log_path})")
+                out(f"{scope}{m.hostname:<{width}}  {m.url}  (log {m.log_path})")
             await gather_ready(managed, session)
-            endpoint = LocalEndpoint(pipeline, managed, "")
-            gateway = await start_gateway(
-                gateway_config(pipeline, managed, prepared), host, port, health=endpoint
-            )
-            endpoint.gateway_url = f"http://{_url_host(host)}:{gateway.port}"
             supervisors = [
-                asyncio.create_task(m.supervise(session, lambda msg: out(f"sm-compose: {msg}")))
+                asyncio.create_task(
+                    m.supervise(session, lambda msg: out(f"sm-compose: {scope}{msg}"))
+                )
                 for m in managed
             ]
-            yield endpoint
+            yield LocalEndpoint(pipeline, managed, "", prepared)
         finally:
             for task in supervisors:
                 task.cancel()
-            if gateway is not None:
-                await gateway.stop()
             await asyncio.gather(*(m.stop() for m in managed), return_exceptions=True)
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def running_endpoint(
+    pipeline: Pipeline,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    runner: Runner | None = None,
+    out: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
+    extra_env: dict[str, str] | None = None,
+    startup_timeout: float | None = None,
+    control: ControlPlane | None = None,
+    log_stream: IO[str] | None = None,
+) -> AsyncIterator[LocalEndpoint]:
+    """Every container up and pinged, the gateway listening; all stopped on exit.
+
+    `startup_timeout` overrides the spec's startup window (seconds each container has to pass
+    /ping, at the first start and at every restart), e.g. to fail fast on a container that
+    never becomes healthy. `control` answers the control plane on the same port.
+    """
+    if port:
+        check_listen(host, port)
+    started = started_containers(
+        pipeline,
+        host=host,
+        runner=runner,
+        out=out,
+        progress=progress,
+        extra_env=extra_env,
+        startup_timeout=startup_timeout,
+        log_stream=log_stream,
+    )
+    async with started as endpoint:
+        gateway = await start_gateway(
+            gateway_config(pipeline, endpoint.containers, endpoint.prepared),
+            host,
+            port,
+            health=endpoint,
+            control=control,
+        )
+        endpoint.gateway = gateway
+        endpoint.gateway_url = f"http://{url_host(host)}:{gateway.port}"
+        try:
+            yield endpoint
+        finally:
+            await gateway.stop()
 
 
 async def serve_until_stopped(
@@ -233,7 +283,8 @@ def check_listen(host: str, port: int) -> None:
             ) from None
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """A listening address as a URL's host (every address: reach it on loopback)."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host

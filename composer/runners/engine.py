@@ -463,10 +463,12 @@ class Engine:
         out = self._inspect(name, "{{.State.ExitCode}}")
         return int(out) if out is not None and out.lstrip("-").isdigit() else None
 
-    def containers_labelled(self, key: str, value: str) -> list[str]:
-        """Names of the containers (running or not) that carry label `key=value`."""
+    def containers_labelled(self, key: str, value: str | None = None) -> list[str]:
+        """Names of the containers (running or not) that carry label `key=value` (or label
+        `key` with any value)."""
+        wanted = key if value is None else f"{key}={value}"
         out = self._run(
-            ["ps", "--all", "--filter", f"label={key}={value}", "--format", "{{.Names}}"]
+            ["ps", "--all", "--filter", f"label={wanted}", "--format", "{{.Names}}"]
         ).stdout
         return [name for name in out.split() if name]
 

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..render.context import write_build_context
+from ..render.builds import record_builds
+from ..render.context import built_from_spec, write_build_context
 from ..render.dockerfile import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from ..render.sagemaker import image_repository
 from ..spec.models import Pipeline
 from .contract import Prepared, container_env, free_port, model_dir_for, state_dir
 from .engine import MODEL_DIR, Engine, EngineError
+from .supervisor import pid_alive
 
 #: Base image used when --base-image is not given; machines without Docker Hub set it.
 BASE_IMAGE_ENV = "COMPOSER_BASE_IMAGE"
@@ -82,6 +84,7 @@ def build_images(
             built = True
         check_labels(engine, ref, multi_model=c.multi_model)
         out.append(BuiltImage(c.hostname, ref, built))
+    record_builds({b.ref: built_from_spec(pipeline, b.hostname) for b in out})
     return out
 
 
@@ -108,16 +111,6 @@ def container_name(pipeline: Pipeline, hostname: str, port: int) -> str:
     return f"sm-compose-{pipeline.name}-{hostname}-{state_id(pipeline)[:6]}-{port}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(
     engine: Engine, pipeline: Pipeline, progress: Callable[[str], None] = lambda _msg: None
 ) -> list[str]:
@@ -125,13 +118,30 @@ def remove_leftovers(
 
     Containers of a live run (another `up` or `transform` of the same folder) are left alone.
     """
+    return _remove_unowned(
+        engine, engine.containers_labelled(STATE_LABEL, state_id(pipeline)), progress
+    )
+
+
+def remove_orphans(
+    engine: Engine, progress: Callable[[str], None] = lambda _msg: None
+) -> list[str]:
+    """Remove every sm-compose container whose `sm-compose` is gone, whatever its folder.
+
+    `sm-compose local` runs endpoints from folders of its own that a killed `local` never
+    cleans, so at its start it removes what any killed run left (a live run's are left alone).
+    """
+    return _remove_unowned(engine, engine.containers_labelled(OWNER_LABEL), progress)
+
+
+def _remove_unowned(engine: Engine, names: list[str], progress: Callable[[str], None]) -> list[str]:
     removed: list[str] = []
-    for name in engine.containers_labelled(STATE_LABEL, state_id(pipeline)):
+    for name in names:
         labels = engine.container_labels(name)
         if labels is None:
             continue  # removed meanwhile (--rm)
         owner = labels.get(OWNER_LABEL, "")
-        if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
+        if owner.isdigit() and (int(owner) == os.getpid() or pid_alive(int(owner))):
             continue
         progress(f"removing leftover container {name}")
         engine.rm(name, force=True)

@@ -42,13 +42,14 @@ class StartupError(ComposerError):
 class LogSink:
     """Prefixes each container's lines with its hostname (coloured on a terminal)."""
 
-    def __init__(self, width: int, stream: IO[str] | None = None) -> None:
+    def __init__(self, width: int, stream: IO[str] | None = None, scope: str = "") -> None:
         self.width = width
+        self.scope = scope  # before every hostname: which endpoint (local SageMaker)
         self.stream = stream or sys.stdout
         self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
 
     def prefix(self, hostname: str, index: int) -> str:
-        text = f"{hostname:<{self.width}} |"
+        text = f"{self.scope}{hostname:<{self.width}} |"
         if not self.colour:
             return text
         import click
@@ -298,6 +299,17 @@ class ManagedContainer:
                     await asyncio.wait_for(self._exited(), timeout=timeout)
         self._kill_leftovers()
         await self._drain()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs (one of another user's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _session_members(sid: int) -> list[int]:

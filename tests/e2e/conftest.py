@@ -2,6 +2,8 @@
 
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
+`running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
+small containers built for it.
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
 the composer.testing plugin (not these fixtures) runs `up`.
 """
@@ -27,7 +29,7 @@ import pytest
 
 from composer.runners.contract import free_port
 from composer.spec import load_pipeline
-from tests.conftest import runtime_client_for
+from tests.conftest import runtime_client_for, sagemaker_client_for
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 900  # the first run builds the containers' environments
@@ -53,6 +55,10 @@ class Up:
     def client(self, timeout: float = 70, **credentials: str) -> Any:
         """An unmodified boto3 runtime client for its gateway (tests/conftest.py)."""
         return runtime_client_for(self.url, timeout=timeout, **credentials)
+
+    def sagemaker(self) -> Any:
+        """An unmodified boto3 `sagemaker` client for its control plane (tests/conftest.py)."""
+        return sagemaker_client_for(self.url)
 
     def wait_for(self, needle: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -106,16 +112,29 @@ def faulty_pipeline(
 
 
 def start_up(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> Up:
+    state = pipeline.parent / ".composer"
+    return _start(["up", str(pipeline)], args, env, state, load_pipeline(pipeline).name)
+
+
+def start_local(*args: str, env: dict[str, str] | None = None) -> Up:
+    """`sm-compose local ARGS...` (an empty local SageMaker); `state` is its working folder,
+    known once it has printed the log path of a container."""
+    return _start(["local"], args, env, Path(), "")
+
+
+def _start(
+    command: list[str], args: tuple[str, ...], env: dict[str, str] | None, state: Path, name: str
+) -> Up:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "composer", "up", str(pipeline), "--port", str(port), *args],
+        [sys.executable, "-m", "composer", *command, "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
         start_new_session=True,
     )
-    up = Up(proc, port, pipeline.parent / ".composer", load_pipeline(pipeline).name)
+    up = Up(proc, port, state, name)
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -139,6 +158,50 @@ def running_up(
         yield up
     finally:
         up.stop()
+
+
+@contextlib.contextmanager
+def running_local(*args: str, env: dict[str, str] | None = None, ready: float = 60) -> Iterator[Up]:
+    """`sm-compose local ARGS...`, ready, for the block; stopped (SIGTERM) after it."""
+    up = start_local(*args, env=env)
+    try:
+        up.wait_for("ready at", ready)
+        yield up
+    finally:
+        up.stop()
+
+
+def kill_tree(up: Up) -> None:
+    """SIGKILL to the process and all its descendants, as a crash would end them."""
+    tree = psutil.Process(up.proc.pid)
+    for proc in [tree, *tree.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    up.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`sm-compose build` of two small containers, as a user runs it: hostname -> the image
+    reference it records (what the local SageMaker runs as processes). `greeter` is
+    containers/minimal, `echo` is FAULTY."""
+    folder = tmp_path_factory.mktemp("built")
+    spec = {
+        "name": "built",
+        "mode": "Direct",
+        "containers": [
+            {"hostname": "greeter", "build": str(REPO / "containers" / "minimal")},
+            {"hostname": "echo", "build": str(FAULTY)},
+        ],
+    }
+    pipeline = write_pipeline(folder, spec)
+    subprocess.run(
+        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
+    )
+    document = json.loads(
+        (folder / ".composer" / "built" / "build" / "sagemaker" / "create_model.json").read_text()
+    )
+    return {c["ContainerHostname"]: c["Image"] for c in document["Containers"]}
 
 
 def processes_under(path: Path) -> list[tuple[int, str]]:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from composer.render.dockerfile import BIND_TO_PORT_LABEL
@@ -29,7 +28,15 @@ from composer.runners.oci import ENDPOINT_LABEL, HOSTNAME_LABEL, OWNER_LABEL, ST
 from composer.spec import load_pipeline
 from tests.engines import BASE_IMAGE, ENGINE_ENV, cli
 
-from .conftest import READY_TIMEOUT, Up, nlp_pipeline, running_up, start_up, write_pipeline
+from .conftest import (
+    READY_TIMEOUT,
+    Up,
+    kill_tree,
+    nlp_pipeline,
+    running_up,
+    start_up,
+    write_pipeline,
+)
 from .test_exposure import assert_only_loopback, container_ports, descendants, listening
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.e2e]
@@ -255,11 +262,7 @@ def test_a_killed_up_leaves_containers_that_the_next_up_removes(
         first.wait_for("ready at", READY_TIMEOUT)
         left = set(_containers(engine, "nlp-direct"))
         assert len(left) == 2
-        tree = psutil.Process(first.proc.pid)
-        for proc in [tree, *tree.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        first.proc.wait(timeout=30)
+        kill_tree(first)
         assert set(_containers(engine, "nlp-direct")) == left, "SIGKILL leaves them running"
         with _up_engine(nlp_images, engine) as up:
             for name in left:

@@ -1,0 +1,130 @@
+"""Endpoints' containers: a set started beside what serves, switched in at once, stopped.
+
+CreateEndpoint, UpdateEndpoint and DeleteEndpoint all come down to the same three steps: start
+a set of containers (runners/endpoint.py's `started_containers`) until each passes /ping, serve
+it under the endpoint's name in the gateway's registry (an atomic replace), stop the set it
+replaced. A set that fails to start never reaches the registry, so what served goes on serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ComposerError
+from ..gateway import EndpointRegistry
+from ..runners.contract import Runner
+from ..runners.endpoint import LocalEndpoint, gateway_config, started_containers
+from ..runners.process import ProcessRunner
+from .pipelines import ModelPlan, pipeline_for
+
+#: SageMaker's FailureReason holds at most 1024 characters (botocore's FailureReason shape).
+MAX_FAILURE_REASON = 1024
+
+
+@dataclass
+class RunningSet:
+    """One started set of an endpoint's containers, and what DescribeEndpoint says of it."""
+
+    config_name: str
+    variant: dict[str, Any]
+    images: list[str]
+    endpoint: LocalEndpoint
+    stack: contextlib.AsyncExitStack
+    started: float = field(default_factory=time.time)
+
+    async def stop(self) -> None:
+        await self.stack.aclose()
+
+
+class Lifecycle:
+    """Starts and stops sets for the control plane and switches the gateway's routing."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        engine_runner: Runner | None = None,
+        engine_flag: str = "--engine podman (or docker)",
+        out: Callable[[str], None] = print,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.root = root
+        self.engine_runner = engine_runner
+        self.engine_flag = engine_flag
+        self.out = out
+        self.host = host
+        self.registry: EndpointRegistry | None = None  # the gateway's, once it listens
+        self._generation = itertools.count(1)
+
+    def runner_for(self, plan: ModelPlan) -> Runner:
+        """Local processes when every image is ours; else the engine, if `local` has one."""
+        images = plan.engine_images
+        if not images:
+            return ProcessRunner(self.host)
+        if self.engine_runner is None:
+            raise ComposerError(
+                f"image {images[0]} was not made by `sm-compose build` (or `push`) on this "
+                "machine, so it runs only under an OCI engine: start the local SageMaker with "
+                f"{self.engine_flag}"
+            )
+        return self.engine_runner
+
+    async def start(
+        self,
+        endpoint_name: str,
+        config_name: str,
+        plan: ModelPlan,
+        variant: dict[str, Any],
+        async_config: dict[str, Any] | None,
+        images: list[str],
+    ) -> RunningSet:
+        """A new set for the endpoint, every container pinged; raises ComposerError if not."""
+        folder = self.root / f"{endpoint_name}-{next(self._generation)}"
+        pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
+        runner = self.runner_for(plan)
+        stack = contextlib.AsyncExitStack()
+        try:
+            running = await stack.enter_async_context(
+                started_containers(
+                    pipeline,
+                    host=self.host,
+                    runner=runner,
+                    out=self.out,
+                    progress=lambda _message: None,
+                    scope=f"{endpoint_name}/",
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return RunningSet(config_name, variant, images, running, stack)
+
+    def serve(self, name: str, running: RunningSet) -> None:
+        """Route the endpoint's requests to this set from now on (atomic, registry.py)."""
+        if self.registry is None:
+            raise ComposerError("the gateway is not listening yet")
+        endpoint = running.endpoint
+        config = gateway_config(endpoint.pipeline, endpoint.containers, endpoint.prepared)
+        self.registry.put(config, health=endpoint)
+
+    def unserve(self, name: str) -> None:
+        if self.registry is not None:
+            self.registry.remove(name)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The error as FailureReason: its first line and as much of its end (the container's last
+    log lines) as SageMaker's 1024 characters hold."""
+    text = str(exc) or type(exc).__name__
+    if len(text) <= MAX_FAILURE_REASON:
+        return text
+    head, _, rest = text.partition("\n")
+    head = head[: MAX_FAILURE_REASON // 2]
+    room = MAX_FAILURE_REASON - len(head) - 5
+    return f"{head}\n...\n{rest[-room:]}" if room > 0 else head

@@ -1,0 +1,563 @@
+"""The emulated operations: SageMaker's models, endpoint configs, endpoints, transform jobs
+(transforms.py) and tags, in memory.
+
+`LocalSageMaker` is the `ControlPlane` the gateway hands `POST /` to (gateway/control.py): each
+operation's input is checked against botocore's shape (shapes.py), then answered with the
+members botocore's output shape requires. Endpoints start in the background (lifecycle.py);
+CreateEndpoint answers once its endpoint is InService, or after `create_wait` seconds, whichever
+comes first, because boto3's waiter only polls every 30 s. State lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..gateway.control import error_document
+from ..runners.endpoint import LocalEndpoint
+from ..sagemaker_facts import DEFAULT_REGION
+from ..spec.rules import MAX_TAGS
+from .errors import ApiError, already_exists, not_found
+from .lifecycle import Lifecycle, RunningSet, failure_reason
+from .pipelines import ModelPlan, pipeline_for, plan_model
+from .shapes import input_errors, validation_message
+from .transforms import TransformJobs
+
+#: Seconds CreateEndpoint waits for InService before it answers (the endpoint goes on starting).
+CREATE_WAIT = 10.0
+ACCOUNT_ID = "000000000000"
+_Document = dict[str, Any]
+_Operation = Callable[[_Document], Awaitable[_Document]]
+T = TypeVar("T")
+
+
+@dataclass
+class _Model:
+    name: str
+    arn: str
+    created: float
+    document: _Document
+    plan: ModelPlan
+
+
+@dataclass
+class _Config:
+    name: str
+    arn: str
+    created: float
+    document: _Document
+
+
+@dataclass
+class _Endpoint:
+    name: str
+    arn: str
+    config_name: str
+    created: float
+    modified: float
+    status: str = "Creating"
+    failure_reason: str | None = None
+    running: RunningSet | None = None
+    task: asyncio.Task[None] | None = None
+    deleted: bool = False
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+class LocalSageMaker:
+    """SageMaker's control plane for endpoints on this machine."""
+
+    def __init__(self, lifecycle: Lifecycle, *, create_wait: float = CREATE_WAIT) -> None:
+        self.lifecycle = lifecycle
+        self.create_wait = create_wait
+        self.region = _region()
+        self.account_id = ACCOUNT_ID
+        self._models: dict[str, _Model] = {}
+        self._configs: dict[str, _Config] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._table: dict[str, _Operation] = {
+            "CreateModel": self.create_model,
+            "DescribeModel": self.describe_model,
+            "ListModels": self.list_models,
+            "DeleteModel": self.delete_model,
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self.describe_endpoint_config,
+            "ListEndpointConfigs": self.list_endpoint_configs,
+            "DeleteEndpointConfig": self.delete_endpoint_config,
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self.describe_endpoint,
+            "ListEndpoints": self.list_endpoints,
+            "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_weights_and_capacities,
+            "DeleteEndpoint": self.delete_endpoint,
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self.describe_transform_job,
+            "ListTransformJobs": self.list_transform_jobs,
+            "StopTransformJob": self.stop_transform_job,
+            "AddTags": self.add_tags,
+            "ListTags": self.list_tags,
+            "DeleteTags": self.delete_tags,
+        }
+        self._operations = frozenset(self._table)
+        self._tags: dict[str, dict[str, str]] = {}  # ARN -> key -> value, in order given
+        self.transforms = TransformJobs(
+            root=lifecycle.root,
+            model_plan=lambda name: self._model(name).plan,
+            arn=self._arn,
+            runner_for=lifecycle.runner_for,
+            spawn=self._spawn,
+            out=lifecycle.out,
+        )
+
+    # --- the ControlPlane protocol ------------------------------------------------------------
+
+    @property
+    def operations(self) -> frozenset[str]:
+        return self._operations
+
+    async def call(self, operation: str, document: _Document) -> tuple[int, _Document]:
+        errors = input_errors(operation, document)
+        try:
+            if errors:
+                raise ApiError(validation_message(errors))
+            return 200, await self._table[operation](document)
+        except ApiError as exc:
+            return exc.status, error_document(exc.code, exc.message)
+
+    async def aclose(self) -> None:
+        """Stop every endpoint's containers and transform jobs: nothing is left running.
+
+        Called once the gateway has stopped (so requests in flight were answered).
+        """
+        for endpoint in list(self._endpoints.values()):
+            self._forget(endpoint)
+        await self.transforms.aclose()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def adopt(self, requests: _Document, endpoint: LocalEndpoint) -> None:
+        """An endpoint started elsewhere (`up`'s) made visible: its model and endpoint config
+        created through the operations a client would call, the endpoint InService on them.
+
+        `requests`: the CreateModel, CreateEndpointConfig and CreateEndpoint documents.
+        """
+        for operation, key in (("CreateModel", "model"), ("CreateEndpointConfig", "config")):
+            status, answer = await self.call(operation, requests[key])
+            if status != 200:
+                raise ApiError(f"{operation}: {answer.get('message')}")
+        config = self._config(requests["config"]["EndpointConfigName"])
+        _plan, variant, images = self._deployable(config)
+        name = requests["endpoint"]["EndpointName"]
+        now = time.time()
+        adopted = _Endpoint(name, self._arn("endpoint", name), config.name, now, now)
+        adopted.status = "InService"
+        # The containers are the caller's: stopping this set stops nothing.
+        adopted.running = RunningSet(
+            config.name, variant, images, endpoint, contextlib.AsyncExitStack()
+        )
+        self._endpoints[name] = adopted
+
+    # --- models ---------------------------------------------------------------------------------
+
+    def _arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{kind}/{name.lower()}"
+
+    async def create_model(self, document: _Document) -> _Document:
+        name = document["ModelName"]
+        arn = self._arn("model", name)
+        if name in self._models:
+            raise already_exists("model", arn)
+        plan = await asyncio.get_running_loop().run_in_executor(
+            None, plan_model, document, self.lifecycle.root / "models" / name
+        )
+        stored = {k: v for k, v in document.items() if k != "Tags"}
+        self._models[name] = _Model(name, arn, time.time(), stored, plan)
+        self._tag(arn, document.get("Tags"))
+        return {"ModelArn": arn}
+
+    def _model(self, name: str) -> _Model:
+        found = self._models.get(name)
+        if found is None:
+            raise not_found("model", name)
+        return found
+
+    async def describe_model(self, document: _Document) -> _Document:
+        model = self._model(document["ModelName"])
+        out = {**model.document, "ModelArn": model.arn, "CreationTime": model.created}
+        if "Containers" in out:
+            out.setdefault("InferenceExecutionConfig", {"Mode": model.plan.mode})
+        out.setdefault("EnableNetworkIsolation", False)
+        return out
+
+    async def list_models(self, document: _Document) -> _Document:
+        page, token = _page(document, self._models.values(), lambda m: (m.name, m.created))
+        models = [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.created} for m in page]
+        return {"Models": models, **token}
+
+    async def delete_model(self, document: _Document) -> _Document:
+        name = document["ModelName"]
+        self._tags.pop(self._model(name).arn, None)
+        del self._models[name]
+        return {}
+
+    # --- endpoint configs -------------------------------------------------------------------
+
+    async def create_endpoint_config(self, document: _Document) -> _Document:
+        name = document["EndpointConfigName"]
+        arn = self._arn("endpoint-config", name)
+        if name in self._configs:
+            raise already_exists("endpoint configuration", arn)
+        variants = document["ProductionVariants"]
+        names = [v["VariantName"] for v in variants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ApiError(f"ProductionVariants: got variant {twice[0]} twice; names are unique")
+        for index, variant in enumerate(variants):
+            model_name = variant.get("ModelName")
+            if model_name is None:
+                raise ApiError(f"ProductionVariants[{index}].ModelName: got none; give a model")
+            if model_name not in self._models:
+                raise ApiError(f'Could not find model "{self._arn("model", model_name)}".')
+            plan = self._models[model_name].plan
+            pipeline_for(
+                plan,
+                name,
+                variant,
+                self.lifecycle.root / "configs" / name,
+                document.get("AsyncInferenceConfig"),
+            )  # the rule book, on the variant's fields too
+        stored = {k: v for k, v in document.items() if k != "Tags"}
+        self._configs[name] = _Config(name, arn, time.time(), stored)
+        self._tag(arn, document.get("Tags"))
+        return {"EndpointConfigArn": arn}
+
+    def _config(self, name: str) -> _Config:
+        found = self._configs.get(name)
+        if found is None:
+            raise not_found("endpoint configuration", name)
+        return found
+
+    async def describe_endpoint_config(self, document: _Document) -> _Document:
+        config = self._config(document["EndpointConfigName"])
+        return {
+            **config.document,
+            "EndpointConfigArn": config.arn,
+            "CreationTime": config.created,
+        }
+
+    async def list_endpoint_configs(self, document: _Document) -> _Document:
+        page, token = _page(document, self._configs.values(), lambda c: (c.name, c.created))
+        configs = [
+            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.created}
+            for c in page
+        ]
+        return {"EndpointConfigs": configs, **token}
+
+    async def delete_endpoint_config(self, document: _Document) -> _Document:
+        name = document["EndpointConfigName"]
+        self._tags.pop(self._config(name).arn, None)
+        del self._configs[name]
+        return {}
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    def _deployable(self, config: _Config) -> tuple[ModelPlan, _Document, list[str]]:
+        """The config's one variant, its model's plan and images; ApiError if it cannot run."""
+        variants = config.document["ProductionVariants"]
+        if len(variants) != 1:
+            raise ApiError(
+                f"endpoint configuration {config.name}: got {len(variants)} production variants; "
+                "the local SageMaker runs one per endpoint for now"
+            )
+        variant = variants[0]
+        model = self._models.get(variant["ModelName"])
+        if model is None:
+            raise not_found("model", variant["ModelName"])
+        definitions = model.document.get("Containers") or [model.document["PrimaryContainer"]]
+        return model.plan, variant, [d["Image"] for d in definitions]
+
+    async def create_endpoint(self, document: _Document) -> _Document:
+        name = document["EndpointName"]
+        arn = self._arn("endpoint", name)
+        if name in self._endpoints:
+            raise already_exists("endpoint", arn)
+        config = self._config(document["EndpointConfigName"])
+        plan, variant, images = self._deployable(config)
+        now = time.time()
+        endpoint = _Endpoint(name, arn, config.name, now, now)
+        self._tag(arn, document.get("Tags"))
+        self._endpoints[name] = endpoint
+        endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
+        await asyncio.wait({endpoint.task}, timeout=self.create_wait)
+        return {"EndpointArn": arn}
+
+    async def update_endpoint(self, document: _Document) -> _Document:
+        endpoint = self._endpoint(document["EndpointName"])
+        if endpoint.status != "InService":
+            raise ApiError(
+                f'Cannot update endpoint "{endpoint.arn}" while it is {endpoint.status}; '
+                "wait until it is InService"
+            )
+        config = self._config(document["EndpointConfigName"])
+        plan, variant, images = self._deployable(config)
+        endpoint.status = "Updating"
+        endpoint.modified = time.time()
+        endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
+        return {"EndpointArn": endpoint.arn}
+
+    async def update_weights_and_capacities(self, document: _Document) -> _Document:
+        """A variant's weight, live; its instance count only as far as one instance runs here."""
+        endpoint = self._endpoint(document["EndpointName"])
+        running = endpoint.running
+        if endpoint.status != "InService" or running is None:
+            raise ApiError(
+                f'Cannot update endpoint "{endpoint.arn}" while it is {endpoint.status}; wait '
+                "until it is InService"
+            )
+        variant = running.variant
+        for desired in document["DesiredWeightsAndCapacities"]:
+            if desired["VariantName"] != variant["VariantName"]:
+                raise ApiError(
+                    f"DesiredWeightsAndCapacities: got variant {desired['VariantName']}; endpoint "
+                    f"{endpoint.name} has {variant['VariantName']}"
+                )
+            count = desired.get("DesiredInstanceCount")
+            if count is not None and count != 1:
+                raise ApiError(
+                    f"DesiredInstanceCount: got {count}; the local SageMaker runs one instance "
+                    "per variant for now"
+                )
+        for desired in document["DesiredWeightsAndCapacities"]:
+            if desired.get("DesiredWeight") is not None:
+                running.variant = {**variant, "InitialVariantWeight": desired["DesiredWeight"]}
+            if desired.get("DesiredInstanceCount") is not None:
+                running.variant = {**running.variant, "InitialInstanceCount": 1}
+        endpoint.modified = time.time()
+        return {"EndpointArn": endpoint.arn}
+
+    async def _deploy(
+        self,
+        endpoint: _Endpoint,
+        config: _Config,
+        plan: ModelPlan,
+        variant: _Document,
+        images: list[str],
+    ) -> None:
+        """Start the config's set; switch to it once every container passes /ping.
+
+        A failed start leaves what served (an update's old set) serving, with FailureReason.
+        """
+        out = self.lifecycle.out
+        try:
+            running = await self.lifecycle.start(
+                endpoint.name,
+                config.name,
+                plan,
+                variant,
+                config.document.get("AsyncInferenceConfig"),
+                images,
+            )
+        except Exception as exc:  # a ComposerError says what failed; anything else is ours
+            endpoint.failure_reason = failure_reason(exc)
+            endpoint.status = "InService" if endpoint.running is not None else "Failed"
+            endpoint.modified = time.time()
+            out(f"sm-compose: endpoint {endpoint.name}: {config.name} failed: {exc}")
+            return
+        if endpoint.deleted:
+            await running.stop()
+            return
+        old, endpoint.running = endpoint.running, running
+        self.lifecycle.serve(endpoint.name, running)
+        endpoint.config_name = config.name
+        endpoint.status = "InService"
+        endpoint.failure_reason = None
+        endpoint.modified = time.time()
+        out(f"sm-compose: endpoint {endpoint.name} InService ({config.name})")
+        if old is not None:
+            await old.stop()
+
+    def _endpoint(self, name: str) -> _Endpoint:
+        found = self._endpoints.get(name)
+        if found is None:
+            raise not_found("endpoint", name)
+        return found
+
+    async def describe_endpoint(self, document: _Document) -> _Document:
+        endpoint = self._endpoint(document["EndpointName"])
+        out: _Document = {
+            "EndpointName": endpoint.name,
+            "EndpointArn": endpoint.arn,
+            "EndpointConfigName": endpoint.config_name,
+            "EndpointStatus": endpoint.status,
+            "CreationTime": endpoint.created,
+            "LastModifiedTime": endpoint.modified,
+        }
+        if endpoint.failure_reason:
+            out["FailureReason"] = endpoint.failure_reason
+        running = endpoint.running
+        if running is not None:
+            variant = running.variant
+            weight = float(variant.get("InitialVariantWeight", 1.0))
+            out["ProductionVariants"] = [
+                {
+                    "VariantName": variant["VariantName"],
+                    "DeployedImages": [
+                        {
+                            "SpecifiedImage": image,
+                            "ResolvedImage": image,
+                            "ResolutionTime": running.started,
+                        }
+                        for image in running.images
+                    ],
+                    "CurrentWeight": weight,
+                    "DesiredWeight": weight,
+                    "CurrentInstanceCount": 1,
+                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount", 1)),
+                }
+            ]
+        config = self._configs.get(endpoint.config_name)
+        if config is not None and "AsyncInferenceConfig" in config.document:
+            out["AsyncInferenceConfig"] = config.document["AsyncInferenceConfig"]
+        return out
+
+    async def list_endpoints(self, document: _Document) -> _Document:
+        status = document.get("StatusEquals")
+        chosen = [e for e in self._endpoints.values() if status is None or e.status == status]
+        page, token = _page(document, chosen, lambda e: (e.name, e.created))
+        endpoints = [
+            {
+                "EndpointName": e.name,
+                "EndpointArn": e.arn,
+                "CreationTime": e.created,
+                "LastModifiedTime": e.modified,
+                "EndpointStatus": e.status,
+            }
+            for e in page
+        ]
+        return {"Endpoints": endpoints, **token}
+
+    async def delete_endpoint(self, document: _Document) -> _Document:
+        self._forget(self._endpoint(document["EndpointName"]))
+        return {}
+
+    def _forget(self, endpoint: _Endpoint) -> None:
+        """Gone from the API and the gateway at once; its containers stop in the background."""
+        self._endpoints.pop(endpoint.name, None)
+        self._tags.pop(endpoint.arn, None)
+        endpoint.deleted = True
+        endpoint.status = "Deleting"
+        self.lifecycle.unserve(endpoint.name)
+
+        async def teardown() -> None:
+            task = endpoint.task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if endpoint.running is not None:
+                await endpoint.running.stop()
+                endpoint.running = None
+
+        self._spawn(teardown())
+
+    # --- transform jobs (transforms.py) --------------------------------------------------------
+
+    async def create_transform_job(self, document: _Document) -> _Document:
+        answer = await self.transforms.create(document)
+        self._tag(answer["TransformJobArn"], document.get("Tags"))
+        return answer
+
+    async def describe_transform_job(self, document: _Document) -> _Document:
+        return await self.transforms.describe(document)
+
+    async def list_transform_jobs(self, document: _Document) -> _Document:
+        jobs = self.transforms.summaries(document.get("StatusEquals"))
+        page, token = _page(document, jobs, lambda j: (j.name, j.created))
+        return {"TransformJobSummaries": [self.transforms.summary(j) for j in page], **token}
+
+    async def stop_transform_job(self, document: _Document) -> _Document:
+        return await self.transforms.stop(document)
+
+    # --- tags -------------------------------------------------------------------------------
+
+    def _tag(self, arn: str, tags: list[_Document] | None) -> None:
+        """Add or replace tags; SageMaker allows 50 per resource."""
+        merged = {**self._tags.get(arn, {}), **{t["Key"]: t["Value"] for t in tags or []}}
+        if len(merged) > MAX_TAGS:
+            raise ApiError(f"{arn}: got {len(merged)} tags; at most {MAX_TAGS} are allowed")
+        self._tags[arn] = merged
+
+    def _resource(self, arn: str) -> str:
+        known = [m.arn for m in self._models.values()]
+        known += [c.arn for c in self._configs.values()]
+        known += [e.arn for e in self._endpoints.values()]
+        known += [j.arn for j in self.transforms.summaries(None)]
+        if arn not in known:
+            raise ApiError(
+                f'Could not find resource "{arn}": no model, endpoint config or '
+                "endpoint of this local SageMaker has that ARN"
+            )
+        return arn
+
+    async def add_tags(self, document: _Document) -> _Document:
+        arn = self._resource(document["ResourceArn"])
+        self._tag(arn, document["Tags"])
+        return {"Tags": document["Tags"]}
+
+    async def list_tags(self, document: _Document) -> _Document:
+        arn = self._resource(document["ResourceArn"])
+        tags = [{"Key": k, "Value": v} for k, v in self._tags.get(arn, {}).items()]
+        token = document.get("NextToken")
+        start = int(token) if isinstance(token, str) and token.isdigit() else 0
+        size = int(document.get("MaxResults") or 50)
+        more = {"NextToken": str(start + size)} if start + size < len(tags) else {}
+        return {"Tags": tags[start : start + size], **more}
+
+    async def delete_tags(self, document: _Document) -> _Document:
+        tags = self._tags.get(self._resource(document["ResourceArn"]), {})
+        for key in document["TagKeys"]:
+            tags.pop(key, None)
+        return {}
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+
+def _page(
+    document: _Document, items: Iterable[T], key: Callable[[T], tuple[str, float]]
+) -> tuple[list[T], _Document]:
+    """List*'s filters, order and paging (NextToken is the offset of the next page)."""
+    contains = (document.get("NameContains") or "").lower()
+    before = document.get("CreationTimeBefore")
+    after = document.get("CreationTimeAfter")
+    chosen = [
+        item
+        for item in items
+        if contains in key(item)[0].lower()
+        and (before is None or key(item)[1] < before)
+        and (after is None or key(item)[1] > after)
+    ]
+    by_name = document.get("SortBy") == "Name"
+    chosen.sort(key=lambda item: key(item)[0] if by_name else key(item)[1])
+    if document.get("SortOrder", "Descending") == "Descending":
+        chosen.reverse()
+    token = document.get("NextToken")
+    start = int(token) if isinstance(token, str) and token.isdigit() else 0
+    size = int(document.get("MaxResults") or 100)
+    page = chosen[start : start + size]
+    more = {"NextToken": str(start + size)} if start + size < len(chosen) else {}
+    return page, more

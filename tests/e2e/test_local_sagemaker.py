@@ -1,0 +1,542 @@
+"""`sm-compose local` and `up`'s control plane, driven by clients nobody here wrote.
+
+Plain boto3 runs the seed notebook's flow; the AWS CLI and sagemaker-core run theirs. The images
+are what `sm-compose build` printed for two small containers, so they run as local processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, WaiterError
+
+from composer.runners.engine import Engine
+from composer.runners.oci import ENDPOINT_LABEL
+from tests.e2e.conftest import (
+    REPO,
+    Up,
+    faulty_pipeline,
+    kill_tree,
+    processes_under,
+    running_local,
+    running_up,
+    start_local,
+    write_pipeline,
+)
+from tests.integration.test_engine import Built
+from tests.integration.test_engine import stub_image as stub_image  # the session fixture
+from tests.sagemaker_shapes import ShapeRecorder
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
+
+
+@pytest.fixture
+def local() -> Iterator[Up]:
+    with running_local(ready=60) as up:
+        yield up
+    # after the block: SIGTERM has stopped it
+    assert up.proc.returncode == 0, "\n".join(up.lines[-30:])
+    root = _root(up)
+    if root is not None:
+        assert processes_under(root) == []
+
+
+def _root(up: Up) -> Path | None:
+    """The working folder of `local` (from a container's log path), once one started."""
+    for line in up.lines:
+        found = re.search(r"\(log (/\S+/sm-compose-local-[^/]+)/", line)
+        if found:
+            return Path(found.group(1))
+    return None
+
+
+def _wait_status(sm: Any, name: str, timeout: float = 120) -> dict[str, Any]:
+    """The notebook's describe-until-done loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating"):
+            return described
+        assert time.monotonic() < deadline, described
+        time.sleep(0.5)
+
+
+def _direct_model(sm: Any, name: str, images: dict[str, str], **echo_env: str) -> None:
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        Containers=[
+            {"ContainerHostname": "greeter", "Image": images["greeter"]},
+            {"ContainerHostname": "echo", "Image": images["echo"], "Environment": echo_env},
+        ],
+        InferenceExecutionConfig={"Mode": "Direct"},
+    )
+
+
+def _config(sm: Any, name: str, model: str) -> None:
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "prod",
+                "ModelName": model,
+                "InstanceType": "ml.r5.24xlarge",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+
+
+def _single(sm: Any, name: str, image: str, **env: str) -> None:
+    """A one-container model and a config of the same name serving it."""
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "Environment": env})
+    variants = [{"VariantName": "v", "ModelName": name}]
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
+
+
+def _invoke(up: Up, endpoint: str, hostname: str | None) -> tuple[Any, str]:
+    target = {"TargetContainerHostname": hostname} if hostname else {}
+    answer = up.client().invoke_endpoint(
+        EndpointName=endpoint,
+        ContentType="application/json",
+        Body=json.dumps({"name": "local"}).encode(),
+        **target,
+    )
+    return json.loads(answer["Body"].read()), answer["ResponseMetadata"]["HTTPHeaders"][
+        "x-amzn-invoked-production-variant"
+    ]
+
+
+def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, str]) -> None:
+    sm = local.sagemaker()
+    recorder = ShapeRecorder(sm)
+    _direct_model(sm, "nb-model", images)
+    _config(sm, "nb-config", "nb-model")
+    started = time.monotonic()
+    sm.create_endpoint(EndpointName="nb", EndpointConfigName="nb-config")
+    assert time.monotonic() - started < 12  # the documented 10 s bound, plus a call
+    described = _wait_status(sm, "nb")
+    assert described["EndpointStatus"] == "InService", described
+    variant = described["ProductionVariants"][0]
+    assert variant["VariantName"] == "prod"
+    assert [i["SpecifiedImage"] for i in variant["DeployedImages"]] == list(images.values())
+    assert _invoke(local, "nb", "greeter") == ({"message": "hello, local"}, "prod")
+    assert _invoke(local, "nb", "echo") == ({"name": "local"}, "prod")
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["nb"]
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName="nb",
+        DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredWeight": 0.5}],
+    )
+    variant = sm.describe_endpoint(EndpointName="nb")["ProductionVariants"][0]
+    assert variant["CurrentWeight"] == variant["DesiredWeight"] == 0.5
+    with pytest.raises(ClientError, match="runs one instance per variant"):
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="nb",
+            DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredInstanceCount": 2}],
+        )
+
+    # UpdateEndpoint to a config that cannot start: the old one goes on serving.
+    _direct_model(sm, "nb-broken", images, FAULTY_FAIL_ON_LOAD="broken on purpose")
+    _config(sm, "nb-broken-config", "nb-broken")
+    sm.update_endpoint(EndpointName="nb", EndpointConfigName="nb-broken-config")
+    assert _invoke(local, "nb", "greeter")[0] == {"message": "hello, local"}
+    described = _wait_status(sm, "nb")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == "nb-config"
+    assert "broken on purpose" in described["FailureReason"]
+
+    # UpdateEndpoint to a good config while requests run: none fails, traffic switches.
+    _direct_model(sm, "nb-v2", images, SOMETHING_NEW="1")
+    _config(sm, "nb-v2-config", "nb-v2")
+    failures: list[str] = []
+    done = threading.Event()
+
+    def load() -> None:
+        client = local.client()
+        while not done.is_set():
+            try:
+                client.invoke_endpoint(
+                    EndpointName="nb", TargetContainerHostname="echo", Body=b"{}"
+                )
+            except Exception as exc:  # any failure during the switch is the test's finding
+                failures.append(str(exc))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        sm.update_endpoint(EndpointName="nb", EndpointConfigName="nb-v2-config")
+        described = _wait_status(sm, "nb")
+        time.sleep(1)  # requests on the new set
+    finally:
+        done.set()
+        worker.join(timeout=30)
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == "nb-v2-config"
+    assert "FailureReason" not in described
+    assert failures == []
+
+    sm.delete_endpoint(EndpointName="nb")
+    with pytest.raises(ClientError) as exc:
+        sm.describe_endpoint(EndpointName="nb")
+    assert exc.value.response["Error"]["Code"] == "ValidationException"
+    assert 'Could not find endpoint "nb"' in str(exc.value)
+    for model in ("nb-model", "nb-broken", "nb-v2"):
+        sm.delete_model(ModelName=model)
+    assert recorder.problems == []
+    assert {
+        "CreateEndpoint",
+        "DescribeEndpoint",
+        "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+        "DeleteEndpoint",
+    } <= recorder.seen
+
+
+def test_a_container_that_fails_to_start_fails_the_endpoint_with_its_log(
+    local: Up, images: dict[str, str]
+) -> None:
+    sm = local.sagemaker()
+    _single(sm, "broken", images["echo"], FAULTY_FAIL_ON_LOAD="cannot load on purpose")
+    sm.create_endpoint(EndpointName="broken", EndpointConfigName="broken")
+    described = _wait_status(sm, "broken")
+    assert described["EndpointStatus"] == "Failed"
+    reason = described["FailureReason"]
+    assert "container-1 exited" in reason and "cannot load on purpose" in reason
+    assert len(reason) <= 1024
+    with pytest.raises(WaiterError, match="Failed"):  # boto3's waiter stops at Failed
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="broken", WaiterConfig={"Delay": 1, "MaxAttempts": 3}
+        )
+
+
+def test_endpoints_start_and_stop_at_once_and_one_still_creating_can_be_deleted(
+    local: Up, images: dict[str, str]
+) -> None:
+    sm = local.sagemaker()
+    _single(sm, "hangs", images["echo"], FAULTY_HANG_ON_LOAD="1")
+    _direct_model(sm, "pair", images)
+    _config(sm, "pair", "pair")
+    errors: list[BaseException] = []
+
+    def create(name: str, config: str) -> None:
+        try:
+            local.sagemaker().create_endpoint(EndpointName=name, EndpointConfigName=config)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=create, args=(name, config))
+        for name, config in (("hangs", "hangs"), ("one", "pair"), ("two", "pair"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sm.describe_endpoint(EndpointName="hangs")["EndpointStatus"] == "Creating"
+    for name in ("one", "two"):
+        assert _wait_status(sm, name)["EndpointStatus"] == "InService"
+        assert _invoke(local, name, "greeter")[0] == {"message": "hello, local"}
+    sm.delete_endpoint(EndpointName="hangs")  # still Creating: its start is cancelled
+    sm.delete_endpoint(EndpointName="one")
+    with pytest.raises(ClientError, match='Could not find endpoint "hangs"'):
+        sm.describe_endpoint(EndpointName="hangs")
+    assert _invoke(local, "two", "echo")[0] == {"name": "local"}  # no crosstalk
+    root = _root(local)
+    assert root is not None
+    deadline = time.monotonic() + 60
+    while any("/hangs-" in cmd or "/one-" in cmd for _, cmd in processes_under(root)):
+        assert time.monotonic() < deadline, processes_under(root)
+        time.sleep(0.5)
+
+
+def _aws() -> str:
+    found = shutil.which("aws") or str(Path(sys.executable).parent / "aws")
+    if not Path(found).exists():
+        pytest.skip("the AWS CLI (awscli, in the dev extra) is not installed")
+    return found
+
+
+def test_the_aws_cli(local: Up, images: dict[str, str], tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    env.pop("AWS_PROFILE", None)
+
+    def aws(*args: str) -> Any:
+        done = subprocess.run(
+            [_aws(), *args, "--endpoint-url", local.url, "--output", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    container = json.dumps({"Image": images["greeter"]})
+    created = aws(
+        "sagemaker", "create-model", "--model-name", "cli", "--primary-container", container
+    )
+    assert created["ModelArn"].endswith(":model/cli")
+    variant = json.dumps([{"VariantName": "AllTraffic", "ModelName": "cli"}])
+    aws("sagemaker", "create-endpoint-config", "--endpoint-config-name", "cli",
+        "--production-variants", variant)  # fmt: skip
+    aws("sagemaker", "create-endpoint", "--endpoint-name", "cli", "--endpoint-config-name", "cli")
+    deadline = time.monotonic() + 120
+    while (status := aws("sagemaker", "describe-endpoint", "--endpoint-name", "cli"))[
+        "EndpointStatus"
+    ] == "Creating":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert status["EndpointStatus"] == "InService"
+    listed = aws("sagemaker", "list-endpoints")
+    assert [e["EndpointName"] for e in listed["Endpoints"]] == ["cli"]
+    out = tmp_path / "answer.json"
+    answer = aws(
+        "sagemaker-runtime", "invoke-endpoint", "--endpoint-name", "cli",
+        "--content-type", "application/json", "--body", '{"name": "cli"}', str(out),
+    )  # fmt: skip
+    assert answer["ContentType"].startswith("application/json")
+    assert json.loads(out.read_text()) == {"message": "hello, cli"}
+    aws("sagemaker", "delete-endpoint", "--endpoint-name", "cli")
+
+
+def test_sagemaker_core(local: Up, images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sagemaker.core.resources", reason="sagemaker-core is not installed")
+    for variable in ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.setenv(variable, local.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
+    from sagemaker.core.shapes import (
+        ContainerDefinition,
+        InferenceExecutionConfig,
+        ProductionVariant,
+    )
+
+    model = Model.create(
+        model_name="core-model",
+        execution_role_arn=ROLE,
+        containers=[
+            ContainerDefinition(container_hostname="greeter", image=images["greeter"]),
+            ContainerDefinition(container_hostname="echo", image=images["echo"]),
+        ],
+        inference_execution_config=InferenceExecutionConfig(mode="Serial"),
+    )
+    EndpointConfig.create(
+        endpoint_config_name="core-config",
+        production_variants=[
+            ProductionVariant(
+                variant_name="prod",
+                model_name=model.model_name,
+                instance_type="ml.r5.24xlarge",
+                initial_instance_count=1,
+            )
+        ],
+    )
+    endpoint = Endpoint.create(endpoint_name="core", endpoint_config_name="core-config")
+    endpoint.wait_for_status("InService")
+    answer = Endpoint.get("core").invoke(
+        body=json.dumps({"name": "core"}), content_type="application/json"
+    )
+    # Serial: the greeter's answer goes on to the echo container, which returns it
+    assert json.loads(answer.body.read()) == {"message": "hello, core"}
+    endpoint.delete()
+    endpoint.wait_for_delete()
+
+
+def test_local_warns_when_it_listens_beyond_loopback() -> None:
+    with running_local("--host", "0.0.0.0") as up:
+        warning = up.wait_for("reachable from other machines", 5)
+        assert "no authentication" in warning
+        assert up.sagemaker().list_endpoints()["Endpoints"] == []
+    assert up.proc.returncode == 0
+
+
+def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str]) -> None:
+    pipeline = faulty_pipeline(tmp_path, "upcp", {"echo": {}})
+    with running_up(pipeline) as up:
+        sm = up.sagemaker()
+        recorder = ShapeRecorder(sm)
+        described = sm.describe_endpoint(EndpointName="upcp")
+        assert described["EndpointStatus"] == "InService"
+        model = sm.list_models()["Models"][0]["ModelName"]
+        assert model.startswith("upcp-")
+        assert sm.describe_model(ModelName=model)["PrimaryContainer"]["Image"]
+        assert described["EndpointConfigName"] in [
+            c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]
+        ]
+        assert recorder.problems == []
+        answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 1}')
+        assert json.loads(answer["Body"].read()) == {"a": 1}
+        _single(sm, "beside", images["greeter"])  # another endpoint beside up's
+        sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
+        assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
+        assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}
+        assert [e["EndpointName"] for e in sm.list_endpoints(SortBy="Name")["Endpoints"]] == [
+            "upcp",
+            "beside",
+        ]
+        root = _root(up)
+    assert up.proc.returncode == 0
+    assert root is not None and processes_under(root) == [] and not root.exists()
+
+
+@pytest.mark.engine
+def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image: Built) -> None:
+    """`local --engine`: a foreign image (the engine tests' stub) runs as SageMaker runs it."""
+    with running_local("--engine", engine.name, ready=60) as up:
+        sm = up.sagemaker()
+        _single(sm, "stub", stub_image.tag)
+        sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
+        described = _wait_status(sm, "stub")
+        assert described["EndpointStatus"] == "InService", described
+        images = described["ProductionVariants"][0]["DeployedImages"]
+        assert [i["SpecifiedImage"] for i in images] == [stub_image.tag]
+        # The stub serves GET only: its 501 to /invocations comes back as SageMaker's ModelError.
+        with pytest.raises(ClientError) as exc:
+            up.client().invoke_endpoint(EndpointName="stub", Body=b"{}")
+        assert exc.value.response["Error"]["Code"] == "ModelError"
+        sm.delete_endpoint(EndpointName="stub")
+    assert up.proc.returncode == 0
+    assert engine.containers_labelled(ENDPOINT_LABEL, "stub") == []
+
+
+@pytest.mark.engine
+def test_a_killed_local_leaves_containers_and_files_that_the_next_local_removes(
+    engine: Engine, stub_image: Built
+) -> None:
+    first = start_local("--engine", engine.name)
+    try:
+        first.wait_for("ready at", 60)
+        sm = first.sagemaker()
+        _single(sm, "stub", stub_image.tag)
+        sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
+        assert _wait_status(sm, "stub")["EndpointStatus"] == "InService"
+        left = set(engine.containers_labelled(ENDPOINT_LABEL, "stub"))
+        assert len(left) == 1
+        kill_tree(first)
+        assert set(engine.containers_labelled(ENDPOINT_LABEL, "stub")) == left
+        root = _root(first)
+        assert root is not None and root.is_dir()  # its working folder, left behind too
+        with running_local("--engine", engine.name, ready=60) as again:
+            for name in left:
+                assert any(f"removing leftover container {name}" in x for x in again.lines)
+                assert not engine.container_exists(name)
+            assert not root.exists()
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+
+
+def test_a_transform_job_runs_the_local_batch_transform(
+    local: Up, images: dict[str, str], tmp_path: Path
+) -> None:
+    sm = local.sagemaker()
+    recorder = ShapeRecorder(sm)
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "records.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": 3}\n')
+    written = tmp_path / "out"
+    sm.create_model(ModelName="batch", PrimaryContainer={"Image": images["echo"]})
+
+    def create(name: str, **more: Any) -> None:
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName="batch",
+            TransformInput={
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source.as_uri()}
+                },
+                "ContentType": "application/json",
+                "SplitType": "Line",
+            },
+            TransformOutput={"S3OutputPath": str(written / name), "AssembleWith": "Line"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+            BatchStrategy="SingleRecord",
+            **more,
+        )
+
+    create("echo-job", Environment={"JOB_ONLY": "1"})
+    sm.get_waiter("transform_job_completed_or_stopped").wait(
+        TransformJobName="echo-job", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    described = sm.describe_transform_job(TransformJobName="echo-job")
+    assert described["TransformJobStatus"] == "Completed", described
+    assert described["Environment"] == {"JOB_ONLY": "1"}
+    lines = (written / "echo-job" / "records.jsonl.out").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"a": 1}, {"a": 2}, {"a": 3}]
+    listed = sm.list_transform_jobs(StatusEquals="Completed")["TransformJobSummaries"]
+    assert [j["TransformJobName"] for j in listed] == ["echo-job"]
+
+    create("stopped-job", Environment={"FAULTY_HANG_ON_LOAD": "1"})
+    assert sm.describe_transform_job(TransformJobName="stopped-job")["TransformJobStatus"] == (
+        "InProgress"
+    )
+    sm.stop_transform_job(TransformJobName="stopped-job")
+    sm.get_waiter("transform_job_completed_or_stopped").wait(
+        TransformJobName="stopped-job", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    assert sm.describe_transform_job(TransformJobName="stopped-job")["TransformJobStatus"] == (
+        "Stopped"
+    )
+    assert recorder.problems == []
+    assert {
+        "CreateTransformJob",
+        "DescribeTransformJob",
+        "ListTransformJobs",
+        "StopTransformJob",
+    } <= (recorder.seen)
+
+
+def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Path) -> None:
+    """Mode MultiModel with a file:// prefix of archives: TargetModel picks the spaCy pipeline."""
+    text = (REPO / "pipelines" / "nlp-multi-model.yaml").read_text()
+    pipeline = write_pipeline(tmp_path, text.replace("../", f"{REPO}/"))
+    subprocess.run(
+        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
+    )
+    document = json.loads(
+        (
+            tmp_path / ".composer" / "nlp-multi-model" / "build" / "sagemaker" / "create_model.json"
+        ).read_text()
+    )
+    image = document["PrimaryContainer"]["Image"]
+    sm = local.sagemaker()
+    models = (REPO / "artifacts" / "spacy-models").as_uri() + "/"
+    sm.create_model(
+        ModelName="mme",
+        PrimaryContainer={"Image": image, "Mode": "MultiModel", "ModelDataUrl": models},
+    )
+    variants = [{"VariantName": "v", "ModelName": "mme"}]
+    sm.create_endpoint_config(EndpointConfigName="mme", ProductionVariants=variants)
+    sm.create_endpoint(EndpointName="mme", EndpointConfigName="mme")
+    assert _wait_status(sm, "mme", timeout=600)["EndpointStatus"] == "InService"
+    for model, name in (("en-rules.tar.gz", "en_rules"), ("de-rules.tar.gz", "de_regeln")):
+        answer = local.client().invoke_endpoint(
+            EndpointName="mme",
+            TargetModel=model,
+            ContentType="application/json",
+            Body=json.dumps({"text": "Apple is looking at buying a startup in London."}).encode(),
+        )
+        assert json.loads(answer["Body"].read())["model"]["name"] == name
