@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The SageMaker SDK's resource layer (sagemaker-core) is a client the tests run against `local`;
+# it brings pandas and numpy, so only the tests install it, not the main job's set-up.
+if ! .venv/bin/python -c "import sagemaker.core.resources" 2>/dev/null; then
+  echo "test: installing the sdk extra (sagemaker-core)" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,sdk]'
+fi
 if [ -x scripts/setup-podman.sh ]; then
   scripts/setup-podman.sh
 fi
