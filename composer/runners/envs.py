@@ -118,7 +118,7 @@ def ensure_env(
         if ready.is_file():  # built by another process (or thread) while we waited
             return env
         say = on_progress or (lambda _msg: None)
-        builder = builder or choose_builder(find_uv())
+        builder = _for_pins(builder or choose_builder(find_uv()), text)
         if builder.reason:
             say(f"{label}: building with pip: {builder.reason}")
         started = time.monotonic()
@@ -133,6 +133,14 @@ def ensure_env(
             (tmp / ready.name).write_text(f"{builder.name} {took:.1f}s\n", encoding="utf-8")
         say(f"{label}: environment ready in {time.monotonic() - started:.0f}s")
     return env
+
+
+def _for_pins(builder: Builder, text: str) -> Builder:
+    """pip for hash-checked pins under a constraints file: uv's --require-hashes (pip's rule:
+    every requirement hashed once any is) refuses constraints that are ranges; pip takes them."""
+    if builder.uv is not None and "--hash" in text and "--constraint" in builder.args:
+        return Builder(None, reason="hash-checked pins with pip's constraint files")
+    return builder
 
 
 def _commands(builder: Builder, env: Path, requirements: Path, text: str) -> list[list[str]]:
