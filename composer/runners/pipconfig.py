@@ -52,10 +52,17 @@ _NO_EFFECT = {
 class UvOptions:
     """uv's arguments and environment for what pip's configuration says."""
 
-    args: list[str] = field(default_factory=list)
+    #: Where packages come from (what `uv venv` takes too).
+    index_args: list[str] = field(default_factory=list)
+    #: What `uv pip install` takes besides.
+    install_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     #: pip settings uv has no equivalent for: build with pip when there is any.
     unsupported: list[str] = field(default_factory=list)
+
+    @property
+    def args(self) -> list[str]:
+        return [*self.index_args, *self.install_args]
 
 
 def _key(name: str) -> str:
@@ -106,31 +113,26 @@ def uv_options(settings: dict[str, str], environ: dict[str, str] | None = None) 
     """uv's equivalents of pip's settings. A UV_* variable the user set is left to win."""
     environ = dict(os.environ if environ is None else environ)
     out = UvOptions()
+    index, install = out.index_args, out.install_args
     # pip merges every index and picks the best version over all of them; uv's default takes
     # the first index that has the package at all.
     if "UV_INDEX_STRATEGY" not in environ:
-        out.args += ["--index-strategy", "unsafe-best-match"]
+        index += ["--index-strategy", "unsafe-best-match"]
     for key, raw in settings.items():
         values = raw.split() if key in _LISTS else [raw.strip()]
         if key in _NO_EFFECT:
             continue
-        if key == "index-url":
-            out.args += ["--index-url", values[0]]
-        elif key == "extra-index-url":
-            out.args += [a for v in values for a in ("--extra-index-url", v)]
-        elif key == "find-links":
-            out.args += [a for v in values for a in ("--find-links", v)]
-        elif key == "constraint":
-            out.args += [a for v in values for a in ("--constraint", v)]
-        elif key == "trusted-host":
-            out.args += [a for v in values for a in ("--allow-insecure-host", v)]
-        elif key in ("no-binary", "only-binary"):
-            out.args += [a for v in values for a in (f"--{key}", v)]
-        elif key in ("no-index", "pre", "require-hashes", "no-build-isolation"):
-            if _true(raw):
-                out.args.append({"pre": "--prerelease=allow"}.get(key, f"--{key}"))
-        elif key == "keyring-provider":
-            out.args += ["--keyring-provider", values[0]]
+        flag = {"trusted-host": "--allow-insecure-host"}.get(key, f"--{key}")
+        if key in ("index-url", "keyring-provider"):
+            index += [flag, values[0]]
+        elif key in ("extra-index-url", "find-links", "trusted-host"):
+            index += [a for v in values for a in (flag, v)]
+        elif key in ("constraint", "no-binary", "only-binary"):
+            install += [a for v in values for a in (flag, v)]
+        elif key == "no-index":
+            index += [flag] if _true(raw) else []
+        elif key in ("pre", "require-hashes", "no-build-isolation"):
+            install += [{"pre": "--prerelease=allow"}.get(key, flag)] if _true(raw) else []
         elif key == "cert":
             out.env["SSL_CERT_FILE"] = values[0]
         elif key == "client-cert":
@@ -149,9 +151,13 @@ def uv_options(settings: dict[str, str], environ: dict[str, str] | None = None) 
 
 
 def _shell() -> str:
-    """For scripts/config: UV_ARGS as a bash array, the environment as exports."""
+    """For scripts/config: UV_ARGS (and UV_INDEX_ARGS, the part `uv venv` takes) as bash
+    arrays, the environment as exports."""
     options = uv_options(pip_settings())
-    lines = [f"UV_ARGS=({shlex.join(options.args)})"]
+    lines = [
+        f"UV_ARGS=({shlex.join(options.args)})",
+        f"UV_INDEX_ARGS=({shlex.join(options.index_args)})",
+    ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in options.env.items()]
     if options.unsupported:
         lines.append(f"UV_UNSUPPORTED={shlex.quote(' '.join(options.unsupported))}")

@@ -92,9 +92,10 @@ def test_uv_gets_what_pip_is_told(tmp_path: Path) -> None:
         "--index-url", "https://mirror.example/simple",
         "--extra-index-url", "file:///opt/a", "--extra-index-url", "file:///opt/b",
         "--find-links", "/wheels",
-        "--constraint", "/etc/c.txt",
         "--allow-insecure-host", "mirror.example",
+        "--constraint", "/etc/c.txt",
     ]  # fmt: skip
+    assert "--constraint" not in options.index_args  # `uv venv` takes no constraints
     assert options.env == {"SSL_CERT_FILE": "/etc/ssl/proxy.pem"}
     assert options.unsupported == []
 
