@@ -43,6 +43,7 @@ if [ ! -x .venv/bin/python ]; then
     "$UV" venv --quiet --seed --python "$composer_python" "${UV_INDEX_ARGS[@]}" .venv; then
     :
   else
+    [ "$use_uv" -eq 0 ] || [ -z "$UV" ] || echo "setup: uv venv failed; using python -m venv" >&2
     rm -rf .venv
     python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
   fi
