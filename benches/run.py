@@ -12,6 +12,8 @@ Sections (docs/performance.md explains each, with its target):
   memory    the `up` process (gateway) under load; per-container overhead; spaCy per worker
   load      64 clients against the Direct and Serial NLP examples (tests/e2e/test_load.py)
   streaming time to the first PayloadPart vs the whole answer, spaCy, 200 paragraphs
+  firstup   `up` from an empty environment cache, uv vs pip; the README's first command on a
+            fresh clone of the committed tree, pip path (before uv) vs uv
 
 --smoke runs every section briefly (CI proves the suite works; it asserts no timings) and writes
 its report to --out instead of docs/performance.md. Loads go to loopback only, bounded in time.
@@ -877,6 +879,67 @@ def bench_streaming(work: Path, rounds: int, report: Report) -> None:
     report.figures["streaming"] = figures
 
 
+# --- 9. a first `up`: building the container environments ---------------------------------
+
+
+def _until_ready(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
+    """Run `argv` (ending in `sm-compose up`) until up says ready; its seconds to there."""
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1", **env}, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = started + 1200
+        while " ready at " not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bench: {argv[0]} failed:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return time.monotonic() - started
+    finally:
+        stop(proc)
+
+
+def bench_firstup(work: Path, smoke: bool, report: Report) -> None:
+    """`up` from an empty environment cache (package caches warm), uv against pip; and the
+    README's first command on a fresh clone, the pip path (as before uv) against uv's."""
+    pipeline = _nlp_pipeline(work / "firstup", "Direct")
+    builders = ("uv", "pip")
+    up: dict[str, float] = {}
+    # the first round of each warms its package cache; the second, from an empty environment
+    # cache again, is the figure (smoke: one round, whatever the package caches hold)
+    for round_ in range(1 if smoke else 2):
+        for builder in builders:
+            env = {"COMPOSER_CACHE_DIR": str(work / f"envcache-{builder}-{round_}"),
+                   "COMPOSER_ENV_BUILDER": builder}  # fmt: skip
+            argv = [str(VENV_BIN / "sm-compose"), "up", str(pipeline), "--port", str(free_port())]
+            up[builder] = _until_ready(argv, pipeline.parent, env, work / f"firstup-{builder}.log")
+    clone: dict[str, float] = {}
+    for builder in builders[:1] if smoke else builders:
+        folder = work / f"clone-{builder}"
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(folder)], check=True)
+        port = free_port()
+        first = (f"./scripts/setup.sh && .venv/bin/sm-compose up pipelines/nlp-direct.yaml "
+                 f"--port {port}")  # fmt: skip
+        env = {"COMPOSER_CACHE_DIR": str(work / f"clonecache-{builder}"),
+               "COMPOSER_ENV_BUILDER": builder}  # fmt: skip
+        clone[builder] = _until_ready(["bash", "-c", first], folder, env, folder / "first.log")
+    ratio = up["pip"] / up["uv"]
+    pip_clone = f"{clone['pip']:.1f}" if "pip" in clone else "not run (--smoke)"
+    clone_ratio = f"{clone['pip'] / clone['uv']:.1f} x" if "pip" in clone else ""
+    report.section("9. A first up")
+    report.add(
+        "| what | uv | pip | pip / uv | target |",
+        "|---|--:|--:|--:|--:|",
+        f"| `sm-compose up` of nlp-direct to ready, empty environment cache, package caches "
+        f"warm (s) | {up['uv']:.1f} | {up['pip']:.1f} | {ratio:.1f} x | uv ≤ 10 s, ≥ 3 x |",
+        f"| the README's first command on a fresh clone, to ready (s) | {clone['uv']:.1f} "
+        f"| {pip_clone} | {clone_ratio} | |",
+    )
+    report.figures["firstup"] = {"up_s": up, "fresh_clone_s": clone, "up_ratio": ratio}
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -907,7 +970,9 @@ def _machine() -> str:
     )
 
 
-SECTIONS = ("gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming")
+SECTIONS = (
+    "gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming", "firstup",
+)  # fmt: skip
 
 
 def main() -> int:
@@ -952,6 +1017,8 @@ def main() -> int:
             bench_load(work, 3 if args.smoke else 30, report)
         if "streaming" in chosen:
             bench_streaming(work, rounds, report)
+        if "firstup" in chosen:
+            bench_firstup(work, args.smoke, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = shlex.join([".venv/bin/python", "benches/run.py", *sys.argv[1:]])

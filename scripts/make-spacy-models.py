@@ -12,7 +12,8 @@ Archives are deterministic (sorted members, mtime 0, owner 0, no links), so the 
 the same bytes and deploy uploads an unchanged model only once. The blank pipelines need spaCy
 and a fixed hash seed: the script runs itself again with PYTHONHASHSEED=0, in the environment
 the container runs in when this interpreter has no spaCy (containers/spacy-multi/requirements.txt:
-the same pin as containers/spacy), building it once in the cache `sm-compose up` uses.
+the same pin as containers/spacy), building it once (with uv, as `sm-compose up` does) in the
+cache `sm-compose up` uses.
 Usage: scripts/make-spacy-models.py OUT_FOLDER   (does nothing when every archive is valid)
 """
 

@@ -7,6 +7,7 @@
 - endpoint.py: the endpoint lifecycle: `running_endpoint`, `serve_until_stopped`,
   `gateway_config`;
 - supervisor.py: one container's process: started, logged, pinged, restarted, stopped;
-- envs.py, modeldata.py, multimodel.py: cached Python environments, model archives, and a
-  multi-model container's models on first use.
+- envs.py, modeldata.py, multimodel.py: cached Python environments (built with uv, at once),
+  model archives, and a multi-model container's models on first use;
+- pipconfig.py: pip's configuration (files, PIP_*) as uv's options.
 """

@@ -1,8 +1,9 @@
 """The process runner, `up`'s default: each container's `serve` as a process on this machine.
 
 Each container runs its generated `serve` from its build context (the files the image gets), in
-its own cached Python environment (runners/envs.py), on its own loopback port, with its model
-data extracted as SageMaker would. No OCI engine is needed; nginx is.
+its own cached Python environment (runners/envs.py: all built at once, with uv), on its own
+loopback port, with its model data extracted as SageMaker would. No OCI engine is needed; nginx
+is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..errors import ComposerError, UsageError
 from ..render.context import write_build_context
 from ..spec.models import Pipeline
 from .contract import Prepared, container_env, free_port, model_dir_for, state_dir
-from .envs import ensure_env, python_of
+from .envs import ensure_envs, python_of
 
 _BASE_ENV_KEYS = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE")
 
@@ -44,12 +45,22 @@ class ProcessRunner:
                 "(run scripts/setup.sh, or apt-get install nginx-light)"
             )
         work = state_dir(pipeline)
+        contexts = [
+            write_build_context(pipeline, c, work / "build" / c.hostname)
+            for c in pipeline.containers
+        ]
+        # Every container's environment at once (most of a first `up`), one progress line.
+        envs = ensure_envs(
+            [
+                (ctx.path / "requirements.txt", c.hostname)
+                for c, ctx in zip(pipeline.containers, contexts, strict=True)
+            ],
+            on_progress=progress,
+        )
         out: list[Prepared] = []
-        for index, c in enumerate(pipeline.containers):
-            ctx = write_build_context(pipeline, c, work / "build" / c.hostname)
-            env_dir = ensure_env(
-                ctx.path / "requirements.txt", label=c.hostname, on_progress=progress
-            )
+        for index, (c, ctx, env_dir) in enumerate(
+            zip(pipeline.containers, contexts, envs, strict=True)
+        ):
             model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
             env = _base_env()
