@@ -14,6 +14,8 @@ Sections (docs/performance.md explains each, with its target):
   streaming time to the first PayloadPart vs the whole answer, spaCy, 200 paragraphs
   firstup   `up` from an empty environment cache, uv vs pip; the README's first command on a
             fresh clone of the committed tree, pip path (before uv) vs uv
+  batching  spaCy at 16 and 1 clients, batched vs COMPOSER_MAX_BATCH_SIZE=1, vs nlp.pipe in
+            process; echo with batching off
 
 --smoke runs every section briefly (CI proves the suite works; it asserts no timings) and writes
 its report to --out instead of docs/performance.md. Loads go to loopback only, bounded in time.
@@ -940,6 +942,109 @@ def bench_firstup(work: Path, smoke: bool, report: Report) -> None:
     report.figures["firstup"] = {"up_s": up, "fresh_clone_s": clone, "up_ratio": ratio}
 
 
+# --- 9. adaptive batching -----------------------------------------------------------------
+
+BATCHED, UNBATCHED = "spaCy, batched", "spaCy, unbatched (COMPOSER_MAX_BATCH_SIZE=1)"
+
+
+def _in_process_pipe(sentence: str, count: int) -> float:
+    """Documents/s of `nlp.pipe` over `count` copies of one sentence, in one process."""
+    env_dir = ensure_env(REPO / "containers/spacy/requirements.txt", label="spacy")
+    model = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    try:
+        with tarfile.open(REPO / "artifacts/spacy-model.tar.gz") as archive:
+            archive.extractall(model, filter="data")
+        script = (
+            "import json, sys, time, pathlib, spacy\n"
+            "cfg = next(pathlib.Path(sys.argv[1]).rglob('config.cfg')).parent\n"
+            "nlp = spacy.load(cfg)\n"
+            "texts = [sys.argv[2]] * int(sys.argv[3])\n"
+            "list(nlp.pipe(texts[:50]))\n"
+            "t = time.perf_counter(); n = sum(1 for _ in nlp.pipe(texts))\n"
+            "print(json.dumps({'docs': n, 'seconds': time.perf_counter() - t}))\n"
+        )
+        out = subprocess.run(
+            [str(python_of(env_dir)), "-c", script, str(model), sentence, str(count)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        shutil.rmtree(model, ignore_errors=True)
+    got = json.loads(out.strip().splitlines()[-1])
+    return float(got["docs"] / got["seconds"])
+
+
+def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> None:
+    """One `up` with the spaCy container twice, batched and not, same workers, same wrk."""
+    workers = os.cpu_count() or 1
+    body = _write(work / "batching.json", json.dumps({"text": TEXT}))
+    lines = ["name: batching", "mode: Direct", "containers:"]
+    for hostname, size in (("batched", 32), ("unbatched", 1)):
+        lines += [
+            f"  - hostname: {hostname}",
+            f"    build: {REPO / 'containers/spacy'}",
+            f"    model_data: {REPO / 'artifacts/spacy-model.tar.gz'}",
+            f"    batching: {{max_batch_size: {size}, max_delay_ms: 0}}",
+            "    environment:",
+            f'      SAGEMAKER_MODEL_SERVER_WORKERS: "{workers}"',
+        ]
+    lines += ["  - hostname: echo", f"    build: {ECHO}", "    environment:"]
+    lines += [f'      SAGEMAKER_MODEL_SERVER_WORKERS: "{workers}"']
+    pipeline = _write(work / "batching" / "pipeline.yaml", "\n".join(lines) + "\n")
+    with composer_up(pipeline, work / "up-batching.log") as up:
+        url = f"{up.gateway}/endpoints/batching/invocations"
+        paths = ((BATCHED, "batched"), (UNBATCHED, "unbatched"))
+        for _, host in (*paths, ("echo", "echo")):
+            wrk("warm-up", url, body, 16, 1, {TARGET: host})
+        probes: list[Callable[[], Load]] = []
+        for c in (16, 1):
+            for label, host in paths:
+                probes.append(functools.partial(wrk, label, url, body, c, seconds, {TARGET: host}))
+        for c in (1, 16):
+            probes.append(
+                functools.partial(
+                    wrk, "echo (no batch_predict_fn)", url, body, c, seconds, {TARGET: "echo"}
+                )
+            )
+        every = best_of(probes, rounds)
+    pipe_rate = _in_process_pipe(TEXT, 3000)
+    by = {(x.label, x.concurrency): x for x in every}
+    batched, unbatched = by[(BATCHED, 16)], by[(UNBATCHED, 16)]
+    alone, alone_off = by[(BATCHED, 1)], by[(UNBATCHED, 1)]
+    figures = {
+        "speedup_16": batched.rps / max(unbatched.rps, 1e-9),
+        "p99_16_batched_ms": batched.p99 / 1000,
+        "p99_16_unbatched_ms": unbatched.p99 / 1000,
+        "of_in_process_pipe": batched.rps / pipe_rate,
+        "in_process_pipe_docs_per_s": pipe_rate,
+        "added_p50_1_client_ms": (alone.p50 - alone_off.p50) / 1000,
+        "loads": {f"{x.label} c{x.concurrency}": x.rps for x in every},
+    }
+    report.section("10. Adaptive batching: spaCy, one sentence per request")
+    report.add(
+        *_table(every),
+        "",
+        "| figure | measured | target |",
+        "|---|--:|--:|",
+        f"| batched ÷ unbatched, 16 clients (requests/s) | {figures['speedup_16']:.2f}x | ≥ 1.6x |",
+        f"| p99 at 16 clients, batched / unbatched | {_ms(batched.p99)} / {_ms(unbatched.p99)} ms "
+        "| batched no worse |",
+        f"| batched at 16 clients ÷ `nlp.pipe` in one process ({pipe_rate:,.0f} docs/s) | "
+        f"{figures['of_in_process_pipe']:.0%} | ≥ 70% |",
+        f"| added p50 at 1 client, batched minus unbatched | "
+        f"{figures['added_p50_1_client_ms']:+.2f} ms | ≤ 0.5 ms |",
+        "",
+        f"One `up` of a Direct pipeline holding the spaCy container twice, batched "
+        f"(`batching: {{max_batch_size: 32, max_delay_ms: 0}}`: gthread workers) and not "
+        f"(`max_batch_size: 1`: sync workers), {workers} workers each, and the echo container "
+        "(no `batch_predict_fn`, so batching is off: sync workers, as before). Every request "
+        f'goes through the gateway: `{{"text": "{TEXT}"}}`, wrk with one thread. Each row is '
+        f"the best of {rounds} interleaved rounds. `nlp.pipe` runs the same sentence 3,000 "
+        "times in one process (one core; the servers share the machine's cores with the "
+        "gateway, nginx and wrk).",
+    )
+    report.figures["batching"] = figures
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -972,6 +1077,7 @@ def _machine() -> str:
 
 SECTIONS = (
     "gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming", "firstup",
+    "batching",
 )  # fmt: skip
 
 
@@ -1019,6 +1125,8 @@ def main() -> int:
             bench_streaming(work, rounds, report)
         if "firstup" in chosen:
             bench_firstup(work, args.smoke, report)
+        if "batching" in chosen:
+            bench_batching(work, seconds, rounds, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = shlex.join([".venv/bin/python", "benches/run.py", *sys.argv[1:]])

@@ -6,7 +6,8 @@ Handlers import from here: `from composer_serving import BadRequest, media_type`
 
 Where each part lives: `serve.py` starts and supervises nginx and gunicorn; `environment.py`
 reads every environment variable; `app.py` is the falcon app (/ping, /invocations,
-/execution-parameters); `handler.py` loads inference.py; `multimodel.py` is the multi-model
+/execution-parameters); `handler.py` loads inference.py; `batching.py` hands concurrent
+requests to a handler's batch_predict_fn together; `multimodel.py` is the multi-model
 contract (/models); `sessions.py` is the handler's side of stateful sessions; `errors.py` turns
 failures into HTTP answers.
 """

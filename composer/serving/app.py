@@ -10,12 +10,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import falcon
 
 from . import environment, errors, multimodel, sessions
+from .batching import Batcher
 from .handler import JSON, Handler, Payload, media_type
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -84,15 +86,26 @@ class Ping:
         resp.data = b""
 
 
-def answerer(default_accept: str) -> multimodel.Invoke:
-    """One request through input_fn -> predict_fn -> output_fn, for /invocations and /models."""
+def answerer(default_accept: str, batcher: Batcher | None = None) -> multimodel.Invoke:
+    """One request through input_fn -> predict_fn -> output_fn, for /invocations and /models.
+
+    With a batcher, predict_fn's place is taken by the batcher: this request's input goes into
+    the next batch_predict_fn call, with the requests that arrived with it.
+    """
 
     def answer(handler: Handler, model: Any, req: falcon.Request, resp: falcon.Response) -> None:
+        arrived = time.monotonic()
+        predict = None
+        if batcher is not None:
+
+            def predict(data: Any, model: Any) -> Any:
+                return batcher.predict(data, model, arrived)
+
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
         accept = preferred(req.get_header("Accept") or "", default_accept)
         with sessions.scope(req.get_header(sessions.SESSION_ID)) as session_headers:
-            payload, produced = handler.transform(model, body, content_type, accept)
+            payload, produced = handler.transform(model, body, content_type, accept, predict)
             payload = started(payload)
         if isinstance(payload, bytes):
             resp.data = payload
@@ -163,10 +176,25 @@ class ExecutionParameters:
         resp.media = self.handler.execution_parameters()
 
 
-def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+def batching(handler: Handler) -> tuple[int, int] | None:
+    """(max batch size, max delay in ms) when this worker batches, else None.
+
+    `serve` decides the same from the handler's source (serve.handler_batches), to run threaded
+    workers; multi-model containers do not batch.
+    """
+    size = environment.max_batch_size()
+    if handler.batch_predict_fn is None or size < 2 or environment.multi_model():
+        return None
+    return size, environment.max_batch_delay_ms()
+
+
+def create_app(
+    *, preload: bool | None = None, on_overrun: Callable[[], None] | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Load the handler (and, when preloading, the model) and build the WSGI app.
 
     A multi-model container loads no model here: /ping is 200 once the handler is imported.
+    `on_overrun` is the batcher's: called when a batch runs past a request's timeout.
     """
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -192,6 +220,18 @@ def create_app(*, preload: bool | None = None) -> falcon.App[falcon.Request, fal
         )
         return app
     state = ModelState(handler, environment.model_dir())
+    batches = batching(handler)
+    if batches is not None and handler.batch_predict_fn is not None:
+        size, delay_ms = batches
+        batcher = Batcher(
+            handler.batch_predict_fn,
+            max_size=size,
+            max_delay=delay_ms / 1000,
+            timeout=environment.timeout(),
+            on_overrun=on_overrun,
+        )
+        answer = answerer(environment.default_accept(), batcher)
+        log.info("batching: up to %d requests per batch_predict_fn call, delay %d ms", *batches)
     if preload is None:
         preload = environment.preload()
     if preload is None:

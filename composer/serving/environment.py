@@ -16,6 +16,7 @@ from typing import overload
 BASE = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60
+DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MME_THREADS = 8  # multi-model: one worker, so concurrency comes from its threads
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
@@ -79,6 +80,16 @@ def timeout() -> int:
 
 def threads(default: int) -> int:
     return whole("COMPOSER_WORKER_THREADS", default, 1, 1024)
+
+
+def max_batch_size() -> int:
+    """COMPOSER_MAX_BATCH_SIZE: requests per batch_predict_fn call; 1 turns batching off."""
+    return whole("COMPOSER_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, 1, 1024)
+
+
+def max_batch_delay_ms() -> int:
+    """COMPOSER_MAX_BATCH_DELAY_MS: how long a batch under load may wait for more requests."""
+    return whole("COMPOSER_MAX_BATCH_DELAY_MS", 0, 0, 10_000)
 
 
 def multi_model() -> bool:

@@ -71,6 +71,12 @@ class ModelNotReady(ServingError):
     status = 503
 
 
+class Timeout(ServingError):
+    """No answer within SAGEMAKER_MODEL_SERVER_TIMEOUT (a batched request's own time ran out)."""
+
+    status = 504
+
+
 class ModelDataNotFound(ServingError):
     """Multi-model: the load request's url is not a folder in this container."""
 

@@ -3,7 +3,9 @@
 A container's `inference.py` defines `model_fn(model_dir)` and, when the JSON defaults do not
 fit, `input_fn(body, content_type)`, `predict_fn(data, model)` and
 `output_fn(prediction, accept)`. A `predict_fn` or `output_fn` that returns an iterator (a
-generator, say) streams: each item is sent as it is produced. See docs/containers.md.
+generator, say) streams: each item is sent as it is produced. An optional
+`batch_predict_fn(inputs, model) -> list` (one output per input, in order) takes the place of
+`predict_fn` for requests that arrive together (batching.py). See docs/containers.md.
 """
 
 from __future__ import annotations
@@ -103,6 +105,14 @@ class Handler:
             module, "predict_fn", default_predict_fn
         )
         self.output_fn: Callable[[Any, str], Any] = getattr(module, "output_fn", default_output_fn)
+        # concurrent requests' inputs together, one output each (batching.py)
+        self.batch_predict_fn: Callable[[list[Any], Any], Any] | None = getattr(
+            module, "batch_predict_fn", None
+        )
+        batch_fn = self.batch_predict_fn
+        if batch_fn is not None and not hasattr(module, "predict_fn"):
+            # batching off (COMPOSER_MAX_BATCH_SIZE=1): each request is a batch of one
+            self.predict_fn = lambda data, model: batch_fn([data], model)[0]
         # multi-model containers call it when a model is unloaded or evicted (close files, ...)
         self.unload_fn: Callable[[Any], Any] | None = getattr(module, "unload_fn", None)
 
@@ -120,9 +130,15 @@ class Handler:
         return {**DEFAULT_EXECUTION_PARAMETERS, **dict(value)}
 
     def transform(
-        self, model: Any, body: bytes, content_type: str, accept: str
+        self,
+        model: Any,
+        body: bytes,
+        content_type: str,
+        accept: str,
+        predict: Callable[[Any, Any], Any] | None = None,
     ) -> tuple[Payload, str]:
-        """input_fn -> predict_fn -> output_fn, normalising what output_fn returns.
+        """input_fn -> predict_fn (or `predict`: the batcher's) -> output_fn, normalising what
+        output_fn returns.
 
         An iterator stays one (its str items encoded as UTF-8): the runtime streams it.
         """
@@ -130,7 +146,7 @@ class Handler:
             data = self.input_fn(body, content_type)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"the body cannot be read as {content_type}: {exc}") from None
-        prediction = self.predict_fn(data, model)
+        prediction = (predict or self.predict_fn)(data, model)
         result = self.output_fn(prediction, accept)
         if isinstance(result, tuple):
             payload, content = result

@@ -34,14 +34,8 @@ def handler_preload(path: Path) -> bool | None:
 
     Importing would load the handler's libraries in serve itself; a literal is all we need.
     """
-    if not path.is_file():
-        raise ConfigError(f"no handler module at {path} (SAGEMAKER_PROGRAM names a file in code/)")
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: {exc.msg}") from None
     found: bool | None = None
-    for node in tree.body:
+    for node in _parsed(path).body:
         if isinstance(node, ast.Assign):
             names = [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -58,6 +52,33 @@ def handler_preload(path: Path) -> bool | None:
     return found
 
 
+def _parsed(path: Path) -> ast.Module:
+    if not path.is_file():
+        raise ConfigError(f"no handler module at {path} (SAGEMAKER_PROGRAM names a file in code/)")
+    try:
+        return ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno}: {exc.msg}") from None
+
+
+def handler_batches(path: Path) -> bool:
+    """Whether the handler defines `batch_predict_fn` at module level, read without importing."""
+    for node in _parsed(path).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names = [a.asname or a.name for a in node.names]
+        else:
+            continue
+        if "batch_predict_fn" in names:
+            return True
+    return False
+
+
 def settings(handler: Path | None = None) -> dict[str, object]:
     """Everything serve reads from the environment, checked before anything starts.
 
@@ -65,6 +86,9 @@ def settings(handler: Path | None = None) -> dict[str, object]:
     Multi-model (SAGEMAKER_MULTI_MODEL=true): one gunicorn worker, so a model loaded through
     one request is there for every other; COMPOSER_WORKER_THREADS threads (default 8, at least
     2 so /ping answers while a model_fn runs) serve requests concurrently.
+    Batching (a handler with batch_predict_fn, COMPOSER_MAX_BATCH_SIZE above 1, not multi-model):
+    threaded workers, COMPOSER_WORKER_THREADS threads each (default twice the batch size), so
+    a worker takes the requests that queue while its batch runs.
     """
     found: dict[str, object] = {
         "port": environment.port(),
@@ -91,6 +115,24 @@ def settings(handler: Path | None = None) -> dict[str, object]:
                 "COMPOSER_MME_MEMORY_MB: set, but /proc/self/statm is missing, so model memory "
                 "cannot be measured; allowed only on Linux (unset it to run without a budget)"
             )
+    found["max_batch_size"] = environment.max_batch_size()
+    found["max_batch_delay_ms"] = environment.max_batch_delay_ms()
+    found["batching"] = (
+        not multi_model
+        and int(str(found["max_batch_size"])) > 1
+        and handler is not None
+        and handler_batches(handler)
+    )
+    if found["batching"]:
+        size = int(str(found["max_batch_size"]))
+        threads = environment.threads(min(1024, 2 * size))
+        if threads < 2:
+            raise ConfigError(
+                f"COMPOSER_WORKER_THREADS: got {threads}; allowed is 2 to 1024 when batching "
+                "(one thread takes one request at a time, so nothing would batch); set "
+                "COMPOSER_MAX_BATCH_SIZE=1 to turn batching off"
+            )
+        found["threads"] = threads
     preload = environment.preload()
     if preload is None and handler is not None:
         preload = handler_preload(handler)
@@ -144,6 +186,11 @@ def main(argv: list[str]) -> int:
     if conf["multi_model"]:
         budget = f"{conf['memory_mb']} MB" if conf["memory_mb"] else "none"
         mode = f"; multi-model, memory budget {budget}, count cap {conf['max_models'] or 'none'}"
+    if conf["batching"]:
+        mode += (
+            f"; batching up to {conf['max_batch_size']} requests, "
+            f"delay {conf['max_batch_delay_ms']} ms"
+        )
     print(
         f"serve: nginx on {conf['host']}:{port}, gunicorn with {conf['workers']} worker(s) "
         f"x {conf['threads']} thread(s) (timeout {timeout}s, preload {conf['preload']}{mode})",
@@ -165,7 +212,8 @@ def main(argv: list[str]) -> int:
         "--workers",
         str(conf["workers"]),
         # sync workers take a request only when idle (a busy gthread worker would queue it);
-        # COMPOSER_WORKER_THREADS > 1 makes gunicorn switch to gthread, with keep-alive.
+        # COMPOSER_WORKER_THREADS > 1 (and batching) makes gunicorn switch to gthread, with
+        # keep-alive: a batching worker must hold the requests that queue while its batch runs.
         "--threads",
         str(conf["threads"]),
         "--timeout",

@@ -35,8 +35,12 @@ from ..sagemaker_facts import NAME_HELP, NAME_RULE
 from . import rules
 from .rules import (
     ARCHIVE_SUFFIXES,
+    BATCH_DELAY_ENV,
+    BATCH_SIZE_ENV,
     DEFAULT_INVOCATIONS_RETRIES,
     DEFAULT_INVOCATIONS_TIMEOUT,
+    MAX_BATCH_DELAY_MS,
+    MAX_BATCH_SIZE,
     MAX_CONTAINERS,
     MAX_ENV_ENTRIES,
     MAX_ENV_STRING,
@@ -174,6 +178,33 @@ EnvValue = Annotated[
 ]
 
 
+class Batching(_Spec):
+    """Adaptive batching of concurrent requests, for a handler that defines batch_predict_fn."""
+
+    max_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description=(
+            "Most requests one batch_predict_fn call gets (COMPOSER_MAX_BATCH_SIZE); 1 turns "
+            "batching off. Under load a batch is what queued while the previous one ran."
+        ),
+    )
+    max_delay_ms: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_BATCH_DELAY_MS,
+        description=(
+            "Milliseconds a batch under load may wait for more requests, up to max_batch_size "
+            "(COMPOSER_MAX_BATCH_DELAY_MS). A lone request to an idle worker never waits."
+        ),
+    )
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {BATCH_SIZE_ENV: str(self.max_batch_size), BATCH_DELAY_ENV: str(self.max_delay_ms)}
+
+
 class Container(_Spec):
     """One container of the endpoint: one image, one hostname."""
 
@@ -231,6 +262,14 @@ class Container(_Spec):
             "ModelError (SageMaker's real-time limit is 60)."
         ),
     )
+    batching: Batching | None = Field(
+        default=None,
+        description=(
+            "Adaptive batching in the container runtime: concurrent requests to one worker go "
+            "to the handler's batch_predict_fn together. Without it the runtime's defaults "
+            "apply (batches of up to 32, no delay, when the handler defines batch_predict_fn)."
+        ),
+    )
 
     @field_validator("hostname")
     @classmethod
@@ -281,13 +320,15 @@ class Container(_Spec):
 
     @property
     def model_env(self) -> dict[str, str]:
-        """The ContainerDefinition's Environment: a multi-model container's flag, then the map.
+        """The ContainerDefinition's Environment: a multi-model container's flag, batching's
+        two variables, then the map.
 
         SageMaker injects SAGEMAKER_MULTI_MODEL=true itself; it is written out too so the image
         behaves the same wherever the definition is run.
         """
         flag = {MULTI_MODEL_ENV: "true"} if self.multi_model else {}
-        return {**flag, **self.env}
+        batching = self.batching.env if self.batching is not None else {}
+        return {**flag, **batching, **self.env}
 
 
 class Autoscaling(_Spec):

@@ -28,6 +28,11 @@ MAX_TAGS = 50
 MAX_SECURITY_GROUPS = 5
 MAX_SUBNETS = 16
 MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
+#: What a container's `batching:` becomes (read by the runtime, composer/serving/environment.py).
+BATCH_SIZE_ENV = "COMPOSER_MAX_BATCH_SIZE"
+BATCH_DELAY_ENV = "COMPOSER_MAX_BATCH_DELAY_MS"
+MAX_BATCH_SIZE = 1024
+MAX_BATCH_DELAY_MS = 10_000
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 # CreateTransformJob's limits (the `transform:` block and `sm-compose transform`'s options).
@@ -134,6 +139,7 @@ def pipeline_rules(pipeline: Pipeline) -> Iterator[Violation]:
             "real-time only)",
         )
     yield from _multi_model_rules(pipeline)
+    yield from _batching_rules(pipeline)
     total = sum(len(k) + len(v) for c in pipeline.containers for k, v in c.model_env.items())
     if total > MAX_ENV_TOTAL_BYTES:
         yield (
@@ -206,6 +212,32 @@ def _multi_model_rules(pipeline: Pipeline) -> Iterator[Violation]:
                 ("containers", index, "multi_model"),
                 "got multi_model: true without model_data; a multi-model container needs "
                 "model_data: the folder or s3:// prefix its .tar.gz models are loaded from",
+            )
+
+
+def _batching_rules(pipeline: Pipeline) -> Iterator[Violation]:
+    """`batching:` sets two variables of its own; it does not mix with them or multi-model."""
+    for index, container in enumerate(pipeline.containers):
+        if container.batching is None:
+            continue
+        for name in (BATCH_SIZE_ENV, BATCH_DELAY_ENV):
+            if name in container.env:
+                yield (
+                    ("containers", index, "environment", name),
+                    f"got {name}={container.env[name]!r} with batching; set "
+                    "batching's max_batch_size and max_delay_ms instead (it sets this variable)",
+                )
+        if container.multi_model:
+            yield (
+                ("containers", index, "batching"),
+                "got batching with multi_model: true; a multi-model container does not batch "
+                "(its requests go to different models); drop batching or multi_model",
+            )
+        if len(container.model_env) > MAX_ENV_ENTRIES:
+            yield (
+                ("containers", index, "batching"),
+                f"got {len(container.model_env)} environment entries with the two batching "
+                f"adds; SageMaker allows at most {MAX_ENV_ENTRIES}",
             )
 
 

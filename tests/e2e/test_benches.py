@@ -26,11 +26,12 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     text = out.read_text()
     for title in ("1. Gateway", "2. Serial", "3. Container stack", "4. Batch", "5. Startup",
-                  "6. Memory", "7. Load", "8. Streaming", "9. A first up"):  # fmt: skip
+                  "6. Memory", "7. Load", "8. Streaming", "9. A first up",
+                  "10. Adaptive batching"):  # fmt: skip
         assert f"### {title}" in text
     figures = json.loads(out.with_suffix(".json").read_text())
     sections = {"gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming",
-                "firstup"}  # fmt: skip
+                "firstup", "batching"}  # fmt: skip
     assert sections <= set(figures)
     for row in figures["gateway"]:
         assert min(row["throughput_ratio"], row["python_floor_ratio"], row["nginx_floor_ratio"]) > 0
@@ -38,3 +39,4 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     assert 0 < figures["streaming"]["first_part_s"] <= figures["streaming"]["whole_stream_s"]
     assert min(figures["firstup"]["up_s"].values()) > 0  # uv and pip, each from an empty cache
     assert figures["firstup"]["fresh_clone_s"]["uv"] > 0
+    assert figures["batching"]["speedup_16"] > 0 and figures["batching"]["of_in_process_pipe"] > 0

@@ -59,6 +59,7 @@ TOPICS = {
     "direct": "a Direct pipeline with one container",
     "async": "an async block on a multi-container pipeline",
     "multi": "multi-model containers: two in a pipeline, Direct, async, transform, bad prefixes",
+    "batching": "batching out of its limits, beside its own variables, or multi-model",
     "containers-17": "a list over its limit whose items have errors of their own",
     "rules": "several rules broken at once, reported in file order",
 }

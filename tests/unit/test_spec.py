@@ -310,3 +310,14 @@ def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141
     assert err == ""
+
+
+def test_batching_becomes_the_runtime_variables_in_the_environment() -> None:
+    direct = load_pipeline(REPO / "pipelines" / "nlp-direct.yaml")
+    spacy, textblob = direct.container("spacy"), direct.container("textblob")
+    assert spacy.batching is not None
+    assert spacy.model_env == {"COMPOSER_MAX_BATCH_SIZE": "32", "COMPOSER_MAX_BATCH_DELAY_MS": "0"}
+    assert textblob.batching is None and textblob.model_env == {}
+    doc = {"name": "x", "containers": [{"hostname": "a", "image": "i", "batching": {}}]}
+    defaults = Pipeline.model_validate(doc).containers[0].model_env
+    assert defaults == {"COMPOSER_MAX_BATCH_SIZE": "32", "COMPOSER_MAX_BATCH_DELAY_MS": "0"}
