@@ -17,7 +17,10 @@ from ..sagemaker_facts import DEFAULT_REGION
 from ._common import Spinner, engine_option, friendly, load, pipeline_arg, runner_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..client import EndpointClient, InvokeResult
+    from ..gateway.trace import Trace
 
 
 @click.command()
@@ -37,10 +40,28 @@ if TYPE_CHECKING:
     help="Seconds each container has to pass /ping; overrides "
     "endpoint.startup_health_check_timeout (default 480, SageMaker's 8 minutes).",
 )
+@click.option(
+    "--trace",
+    "trace",
+    is_flag=True,
+    help="Print one line per hop (each container call of each invocation) as it happens.",
+)
+@click.option(
+    "--trace-bodies",
+    is_flag=True,
+    help="Record request and answer bodies in the trace (cut to 1 KiB), and print them with "
+    "--trace. Off by default: bodies can hold data you do not want written anywhere.",
+)
 @engine_option
 @friendly
 def up(
-    pipeline: str, port: int, host: str, startup_timeout: float | None, engine: str | None
+    pipeline: str,
+    port: int,
+    host: str,
+    startup_timeout: float | None,
+    trace: bool,
+    trace_bodies: bool,
+    engine: str | None,
 ) -> None:
     """Run every container of PIPELINE and a SageMaker-compatible gateway, in the foreground."""
     from ..localsm import pipeline_with_control_plane
@@ -62,6 +83,7 @@ def up(
             out=out,
             progress=spinner.say,
             startup_timeout=startup_timeout,
+            trace=hop_trace(trace, trace_bodies, out),
         )
         sys.exit(asyncio.run(serve_until_stopped(endpoint, out=out)))
 
@@ -77,9 +99,21 @@ def up(
     help="Listening address. Anything but loopback makes it reachable from other machines, "
     "with no authentication; local warns when it does.",
 )
+@click.option(
+    "--trace",
+    "trace",
+    is_flag=True,
+    help="Print one line per hop (each container call of each invocation) as it happens.",
+)
+@click.option(
+    "--trace-bodies",
+    is_flag=True,
+    help="Record request and answer bodies in the trace (cut to 1 KiB), and print them with "
+    "--trace. Off by default: bodies can hold data you do not want written anywhere.",
+)
 @engine_option
 @friendly
-def local(port: int, host: str, engine: str | None) -> None:
+def local(port: int, host: str, trace: bool, trace_bodies: bool, engine: str | None) -> None:
     """An empty local SageMaker: CreateModel, CreateEndpoint, InvokeEndpoint... on one port.
 
     Point existing code at it with AWS_ENDPOINT_URL_SAGEMAKER and
@@ -93,8 +127,21 @@ def local(port: int, host: str, engine: str | None) -> None:
     def out(message: str) -> None:
         print(message, flush=True)
 
-    serving = serve_local(host=host, port=port, engine_runner=runner_for(engine), out=out)
+    serving = serve_local(
+        host=host,
+        port=port,
+        engine_runner=runner_for(engine),
+        out=out,
+        trace=hop_trace(trace, trace_bodies, out),
+    )
     sys.exit(asyncio.run(serving))
+
+
+def hop_trace(printed: bool, bodies: bool, out: Callable[[str], None]) -> Trace:
+    """The gateway's trace for --trace (each hop printed) and --trace-bodies (bodies kept)."""
+    from ..gateway.trace import Trace, line
+
+    return Trace(bodies=bodies, on_hop=(lambda hop: out(line(hop))) if printed else None)
 
 
 def is_loopback(host: str) -> bool:

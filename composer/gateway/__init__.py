@@ -26,7 +26,10 @@ Where each behaviour lives:
 - server.py: `Gateway`, `ThreadedGateway`, `start_gateway`: start and stop;
 - upstream.py: the HTTP/1.1 client to containers (kept-alive connections; streamed answers
   part by part);
-- metrics.py: CloudWatch's metrics in Prometheus text format.
+- metrics.py: CloudWatch's metrics in Prometheus text format;
+- trace.py: the per-hop trace (`Trace`): each container call of every invocation in a bounded
+  ring buffer, bodies only when asked; `up --trace`'s line;
+- api.py: our own JSON under `/_composer/api/` (trace, endpoints), never on SageMaker's paths.
 """
 
 from .app import create_app
@@ -36,6 +39,7 @@ from .endpoint import Endpoint
 from .registry import EndpointRegistry
 from .reply import Reply
 from .server import Gateway, ThreadedGateway, start_gateway
+from .trace import Trace
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -48,6 +52,7 @@ __all__ = [
     "Health",
     "Reply",
     "ThreadedGateway",
+    "Trace",
     "Upstream",
     "create_app",
     "start_gateway",

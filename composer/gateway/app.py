@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDictProxy
 
-from . import errors
+from . import api, errors
 from .config import GatewayConfig, Health
 from .connections import Connections, last_resort, new_request_id
 from .control import ControlPlane, control_route
@@ -167,6 +167,7 @@ def build_app(
     app.router.add_post("/endpoints/{name}/async-invocations", invoke_async)
     app.router.add_get("/ping", ping)
     app.router.add_get("/metrics", metrics)
+    api.add_routes(app, endpoints)
     if control is not None:
         app.router.add_post("/", control_route(control))
     return app

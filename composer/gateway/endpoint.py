@@ -26,6 +26,7 @@ from .metrics import ENDPOINT_LEVEL, EndpointMetrics
 from .multimodel import H_TARGET_MODEL, LoadFailed, ModelSourceError, MultiModelRouter
 from .reply import H_REQUEST_ID, Reply
 from .sessions import H_SESSION, BadSessionAnswer, SessionTable
+from .trace import REQUEST_ID, Trace
 from .upstream import UpstreamError, UpstreamPool
 
 # Request headers boto3 sends (botocore's sagemaker-runtime model, InvokeEndpointInput).
@@ -73,6 +74,8 @@ class Endpoint:
             if c.model_source is not None
         }
         self.sessions = SessionTable(config.endpoint_name)
+        #: The gateway's per-hop trace (trace.py); None: not recorded.
+        self.trace: Trace | None = None
         self.async_invoker: AsyncInvoker | None = None
         if config.async_inference is not None:
             self.async_invoker = AsyncInvoker(config.async_inference, self._run_async)
@@ -136,6 +139,8 @@ class Endpoint:
         started = time.perf_counter_ns()
         in_containers = 0
         overhead_label: str | None = None
+        if self.trace is not None:
+            REQUEST_ID.set(request_id)
         try:
             config = self.config
             name = config.endpoint_name
@@ -248,9 +253,11 @@ class Endpoint:
                 )
         except TimeoutError:
             m.errors_5xx.inc()
+            self._no_answer(up, body, headers, start)
             raise ModelError.timed_out(self.config, host) from None
         except UpstreamError as e:
             m.errors_5xx.inc()
+            self._no_answer(up, body, headers, start)
             why = str(e) if e.connecting else f"the connection to {up.url} broke: {e}"
             raise ModelError.unreachable(self.config, host, why) from None
         except ModelSourceError as e:
@@ -264,6 +271,11 @@ class Endpoint:
         answer_attrs = resp.headers.get(_H_CUSTOM_LOWER)
         latency = time.perf_counter_ns() - start
         m.container_latency.observe(latency / 1000)
+        if self.trace is not None:
+            self.trace.record(
+                self.config.endpoint_name, host, content_type, accept, body,
+                status, answer_type, data, size if data is None else len(data), latency,
+            )  # fmt: skip
         if not 200 <= status < 300:
             (m.errors_4xx if 400 <= status < 500 else m.errors_5xx).inc()
             text = (
@@ -289,6 +301,14 @@ class Endpoint:
                 m.errors_5xx.inc()
                 raise ModelError(self.config, host, 0, str(e)) from None
         return _Answer(data, answer_type, answer_attrs, latency, opened)
+
+    def _no_answer(self, up: Upstream, body: bytes, headers: dict[str, str], start: int) -> None:
+        """A hop that got no answer (timeout, broken connection), traced."""
+        if self.trace is not None:
+            latency = time.perf_counter_ns() - start
+            ctype, accept = headers.get("Content-Type"), headers.get("Accept")
+            name, host = self.config.endpoint_name, up.hostname
+            self.trace.record(name, host, ctype, accept, body, None, None, None, None, latency)
 
     async def chain(
         self,
@@ -350,6 +370,8 @@ class Endpoint:
                 f"Endpoint {self.config.endpoint_name} does not support asynchronous "
                 f"invocations: {why}."
             ).to_reply(request_id)
+        if self.trace is not None:
+            REQUEST_ID.set(request_id)  # the queued request's task copies it
         try:
             return await self.async_invoker.accept(h, request_id)
         except GatewayError as e:

@@ -17,6 +17,7 @@ from .errors import unknown_endpoint
 from .metrics import GatewayMetrics
 from .reply import Reply
 from .streaming import Opened, invoke_stream
+from .trace import Trace
 
 
 class EndpointRegistry:
@@ -26,9 +27,16 @@ class EndpointRegistry:
     timeout must be the gateway's; the account is the one unknown names are reported against.
     """
 
-    def __init__(self, metrics: GatewayMetrics, shared: GatewayConfig | GatewaySettings) -> None:
-        """`shared`: the config whose account, payload limit and client timeout all share."""
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        shared: GatewayConfig | GatewaySettings,
+        trace: Trace | None = None,
+    ) -> None:
+        """`shared`: the config whose account, payload limit and client timeout all share;
+        `trace`: where every endpoint records its hops (None: nowhere)."""
         self.metrics = metrics
+        self.trace = trace
         self.account_id = shared.account_id
         self.max_payload_bytes = shared.max_payload_bytes
         self.client_timeout = shared.client_timeout
@@ -55,6 +63,7 @@ class EndpointRegistry:
                 )
         name = config.endpoint_name
         new = Endpoint(config, health, self.metrics.endpoint(config))
+        new.trace = self.trace
         old = self._by_name.get(name)
         self._by_name[name] = new
         if old is not None:

@@ -22,6 +22,7 @@ from .control import ControlPlane
 from .fastpath import FastPath
 from .metrics import GatewayMetrics
 from .registry import EndpointRegistry
+from .trace import Trace
 
 T = TypeVar("T")
 
@@ -30,7 +31,8 @@ class Gateway:
     """A started gateway on host:port in the caller's asyncio loop (port 0 = any free port).
 
     It serves `config`'s endpoint (None: none yet); `endpoints` (the registry) serves more, or
-    others, by name. `control` answers the control plane's `POST /` (control.py).
+    others, by name. `control` answers the control plane's `POST /` (control.py). `trace`
+    records every hop (trace.py); without one, a fresh one records them (bodies not kept).
     """
 
     def __init__(
@@ -41,12 +43,14 @@ class Gateway:
         health: Health | None = None,
         *,
         control: ControlPlane | None = None,
+        trace: Trace | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.port = port
         shared = config if config is not None else GatewaySettings()
-        self.endpoints = EndpointRegistry(GatewayMetrics(), shared)
+        self.trace = trace if trace is not None else Trace()
+        self.endpoints = EndpointRegistry(GatewayMetrics(), shared, self.trace)
         if config is not None:
             self.endpoints.put(config, health)
         self.connections = Connections(shared.client_timeout)
@@ -111,9 +115,10 @@ async def start_gateway(
     health: Health | None = None,
     *,
     control: ControlPlane | None = None,
+    trace: Trace | None = None,
 ) -> Gateway:
     """Start a gateway in the running loop; `await gateway.stop()` ends it."""
-    gateway = Gateway(config, host, port, health, control=control)
+    gateway = Gateway(config, host, port, health, control=control, trace=trace)
     await gateway.start()
     return gateway
 
@@ -129,8 +134,9 @@ class ThreadedGateway:
         health: Health | None = None,
         *,
         control: ControlPlane | None = None,
+        trace: Trace | None = None,
     ) -> None:
-        self.gateway = Gateway(config, host, port, health, control=control)
+        self.gateway = Gateway(config, host, port, health, control=control, trace=trace)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="composer-gateway", daemon=True

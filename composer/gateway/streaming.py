@@ -29,6 +29,7 @@ from .endpoint import H_CUSTOM, H_VARIANT, BodyReader, Endpoint
 from .errors import ModelError, ValidationError
 from .reply import H_REQUEST_ID, Reply
 from .sessions import H_SESSION
+from .trace import REQUEST_ID
 from .upstream import Streamed, UpstreamError
 
 log = logging.getLogger("composer.gateway")
@@ -51,6 +52,8 @@ async def invoke_stream(
     endpoint: Endpoint, request_id: str, h: Mapping[str, str], body: BodyReader
 ) -> Reply | Opened:
     """InvokeEndpointWithResponseStream on `endpoint` (`h`: case-insensitive headers)."""
+    if endpoint.trace is not None:
+        REQUEST_ID.set(request_id)
     try:
         config = endpoint.config
         up = endpoint.route(h)
@@ -122,6 +125,12 @@ async def _open(
                 (m.errors_4xx if 400 <= streamed.status < 500 else m.errors_5xx).inc()
                 raise ModelError(config, host, streamed.status, text)
     except BaseException as e:
+        if endpoint.trace is not None and isinstance(e, TimeoutError | UpstreamError | ModelError):
+            got = streamed.status if streamed is not None else None
+            spent = time.perf_counter_ns() - started
+            endpoint.trace.record(
+                config.endpoint_name, host, content_type, accept, body, got, None, None, None, spent
+            )
         if streamed is not None:
             streamed.close()
         if isinstance(e, TimeoutError):
@@ -138,6 +147,12 @@ async def _open(
         H_REQUEST_ID: request_id,
     }
     produced = streamed.headers.get("content-type")
+    if endpoint.trace is not None:  # the stream's size is unknown when it opens
+        spent = time.perf_counter_ns() - started
+        endpoint.trace.record(
+            config.endpoint_name, host, content_type, accept, body,
+            streamed.status, produced, None, None, spent,
+        )  # fmt: skip
     if produced is not None:
         answer[H_STREAM_CONTENT_TYPE] = produced
     custom = streamed.headers.get(_H_CUSTOM_LOWER)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..gateway import start_gateway
+from ..gateway import Trace, start_gateway
 from ..render.sagemaker import placeholder_artifacts, render_requests
 from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, check_listen, running_endpoint, url_host
@@ -117,6 +117,7 @@ async def serve_local(
     engine_flag: str = "--engine podman (or docker)",
     out: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
+    trace: Trace | None = None,
 ) -> int:
     """Serve until `stop` is set or SIGINT/SIGTERM comes; every container stopped; exit 0."""
     loop = asyncio.get_running_loop()
@@ -131,7 +132,7 @@ async def serve_local(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        gateway = await start_gateway(None, host, port, control=control)
+        gateway = await start_gateway(None, host, port, control=control, trace=trace)
         lifecycle.registry = gateway.endpoints
         try:
             out(ready_line(f"http://{url_host(host)}:{gateway.port}"))

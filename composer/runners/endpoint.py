@@ -25,7 +25,7 @@ from typing import IO
 import aiohttp
 
 from ..errors import ComposerError
-from ..gateway import ControlPlane, Gateway, GatewayConfig, Upstream, start_gateway
+from ..gateway import ControlPlane, Gateway, GatewayConfig, Trace, Upstream, start_gateway
 from ..gateway.config import AsyncSettings
 from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.models import Pipeline
@@ -193,12 +193,14 @@ async def running_endpoint(
     startup_timeout: float | None = None,
     control: ControlPlane | None = None,
     log_stream: IO[str] | None = None,
+    trace: Trace | None = None,
 ) -> AsyncIterator[LocalEndpoint]:
     """Every container up and pinged, the gateway listening; all stopped on exit.
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
     /ping, at the first start and at every restart), e.g. to fail fast on a container that
-    never becomes healthy. `control` answers the control plane on the same port.
+    never becomes healthy. `control` answers the control plane on the same port. `trace`: the
+    gateway's per-hop trace (`up --trace`); by default one that keeps no bodies and prints nothing.
     """
     if port:
         check_listen(host, port)
@@ -219,6 +221,7 @@ async def running_endpoint(
             port,
             health=endpoint,
             control=control,
+            trace=trace,
         )
         endpoint.gateway = gateway
         endpoint.gateway_url = f"http://{url_host(host)}:{gateway.port}"
