@@ -540,3 +540,67 @@ def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Pa
             Body=json.dumps({"text": "Apple is looking at buying a startup in London."}).encode(),
         )
         assert json.loads(answer["Body"].read())["model"]["name"] == name
+
+
+def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
+    local: Up, images: dict[str, str]
+) -> None:
+    """Weights 1:3 split requests about 1:3; TargetVariant picks one; the response header names
+    the variant that answered; UpdateEndpointWeightsAndCapacities moves traffic with no request
+    failing meanwhile."""
+    sm = local.sagemaker()
+    sm.create_model(ModelName="split", PrimaryContainer={"Image": images["greeter"]})
+    sm.create_endpoint_config(
+        EndpointConfigName="split",
+        ProductionVariants=[
+            {"VariantName": "a", "ModelName": "split", "InitialVariantWeight": 1.0},
+            {"VariantName": "b", "ModelName": "split", "InitialVariantWeight": 3.0},
+        ],
+    )
+    sm.create_endpoint(EndpointName="split", EndpointConfigName="split")
+    described = _wait_status(sm, "split")
+    assert described["EndpointStatus"] == "InService", described
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+    assert weights == {"a": 1.0, "b": 3.0}
+    answered = [_invoke(local, "split", None)[1] for _ in range(40)]
+    assert 22 <= answered.count("b") <= 38, answered
+    assert answered.count("a") + answered.count("b") == 40
+    runtime = local.client()
+    for name in ("a", "b"):
+        answer = runtime.invoke_endpoint(
+            EndpointName="split",
+            TargetVariant=name,
+            ContentType="application/json",
+            Body=b'{"name": "x"}',
+        )
+        assert answer["InvokedProductionVariant"] == name
+    with pytest.raises(ClientError, match="Variant c does not exist on endpoint split"):
+        runtime.invoke_endpoint(
+            EndpointName="split", TargetVariant="c", ContentType="application/json", Body=b"{}"
+        )
+
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_invoking() -> None:
+        while not stop.is_set():
+            try:
+                _invoke(local, "split", None)
+            except BaseException as e:  # every failure is the test's business
+                failures.append(e)
+
+    worker = threading.Thread(target=keep_invoking)
+    worker.start()
+    try:
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="split",
+            DesiredWeightsAndCapacities=[{"VariantName": "a", "DesiredWeight": 0.0}],
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert {_invoke(local, "split", None)[1] for _ in range(20)} == {"b"}
+    described = sm.describe_endpoint(EndpointName="split")
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+    assert weights == {"a": 0.0, "b": 3.0}
