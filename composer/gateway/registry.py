@@ -16,6 +16,7 @@ from .endpoint import H_TARGET_VARIANT, BodyReader, Endpoint
 from .errors import GatewayError, unknown_endpoint
 from .metrics import GatewayMetrics
 from .reply import Reply
+from .sessions import H_SESSION, NEW_SESSION
 from .streaming import Opened, invoke_stream
 from .variants import Variants
 
@@ -57,22 +58,22 @@ class EndpointRegistry:
     def put_variants(
         self, variants: Sequence[tuple[GatewayConfig, float, Health | None]]
     ) -> list[Endpoint]:
-        """Serve one endpoint of several production variants (config, weight, health each), in
-        place of any endpoint of that name; traffic is split by weight (variants.py)."""
+        """Serve one endpoint of several production variants or instances (config, weight,
+        health each; one entry per instance, instances of a variant share its config's
+        variant_name), in place of any endpoint of that name; traffic is split by weight over
+        the variants and evenly over a variant's instances (variants.py)."""
         names = {config.endpoint_name for config, _w, _h in variants}
         if len(names) != 1:
             raise ValueError(f"variants of one endpoint share its name; got {sorted(names)}")
         (name,) = names
-        served = {
-            config.variant_name: (self._endpoint(config, health), weight)
-            for config, weight, health in variants
-        }
-        if len(served) != len(variants):
-            raise ValueError(f"endpoint {name}: variant names must be unique")
+        served: dict[str, tuple[list[Endpoint], float]] = {}
+        for config, weight, health in variants:
+            copies, _weight = served.setdefault(config.variant_name, ([], weight))
+            copies.append(self._endpoint(config, health))
         picker = Variants(name, served)
         old = self._pop(name)
         self._variants[name] = picker
-        new = list(picker.by_name.values())
+        new = picker.instances
         self._replaced(old, new)
         return new
 
@@ -97,7 +98,7 @@ class EndpointRegistry:
         if single is not None:
             return [single]
         several = self._variants.pop(name, None)
-        return list(several.by_name.values()) if several is not None else []
+        return several.instances if several is not None else []
 
     def _replaced(self, old: list[Endpoint], new: list[Endpoint]) -> None:
         by_variant = {e.config.variant_name: e for e in new}
@@ -121,6 +122,11 @@ class EndpointRegistry:
         several = self._variants.get(name)
         if several is None:
             return None
+        session = headers.get(H_SESSION)
+        if session is not None and session != NEW_SESSION:  # to the instance that opened it
+            for endpoint in several.instances:
+                if session in endpoint.sessions.open:
+                    return endpoint
         return several.pick(headers.get(H_TARGET_VARIANT))
 
     def _retire(self, endpoint: Endpoint) -> None:
@@ -175,7 +181,7 @@ class EndpointRegistry:
 
     async def close(self) -> None:
         """The gateway stops: every endpoint, served or retired, lets go of what it holds."""
-        served = [e for v in self._variants.values() for e in v.by_name.values()]
+        served = [e for v in self._variants.values() for e in v.instances]
         for endpoint in [*self._by_name.values(), *served, *self._retired]:
             await endpoint.close()
         self._retired = []

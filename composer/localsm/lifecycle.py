@@ -25,15 +25,22 @@ from .pipelines import ModelPlan, pipeline_for
 
 #: SageMaker's FailureReason holds at most 1024 characters (botocore's FailureReason shape).
 MAX_FAILURE_REASON = 1024
+#: Instances of one variant that run here at most (each a full copy of its containers).
+MAX_LOCAL_INSTANCES = 4
+
+
+def instance_count(variant: dict[str, Any]) -> int:
+    return int(variant.get("InitialInstanceCount") or 1)
 
 
 @dataclass
 class RunningVariant:
-    """One production variant's started containers, and what DescribeEndpoint says of it."""
+    """One production variant's started containers (a copy per instance), and what
+    DescribeEndpoint says of it."""
 
     variant: dict[str, Any]
     images: list[str]
-    endpoint: LocalEndpoint
+    instances: list[LocalEndpoint]
 
     @property
     def name(self) -> str:
@@ -104,21 +111,27 @@ class Lifecycle:
         started: list[RunningVariant] = []
         try:
             for plan, variant, images in variants:
-                folder = self.root / f"{endpoint_name}-{generation}"
-                if len(variants) > 1:
-                    folder = folder / str(variant["VariantName"])
-                pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
-                running = await stack.enter_async_context(
-                    started_containers(
-                        pipeline,
-                        host=self.host,
-                        runner=self.runner_for(plan),
-                        out=self.out,
-                        progress=lambda _message: None,
-                        scope=f"{endpoint_name}/",
+                copies = []
+                for copy in range(instance_count(variant)):
+                    folder = self.root / f"{endpoint_name}-{generation}"
+                    if len(variants) > 1:
+                        folder = folder / str(variant["VariantName"])
+                    if copy:
+                        folder = folder / f"instance-{copy + 1}"
+                    pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
+                    copies.append(
+                        await stack.enter_async_context(
+                            started_containers(
+                                pipeline,
+                                host=self.host,
+                                runner=self.runner_for(plan),
+                                out=self.out,
+                                progress=lambda _message: None,
+                                scope=f"{endpoint_name}/",
+                            )
+                        )
                     )
-                )
-                started.append(RunningVariant(variant, images, running))
+                started.append(RunningVariant(variant, images, copies))
         except BaseException:
             await stack.aclose()
             raise
@@ -129,14 +142,15 @@ class Lifecycle:
         variants split them by weight."""
         if self.registry is None:
             raise ComposerError("the gateway is not listening yet")
-        configs = [
-            (gateway_config(v.endpoint.pipeline, v.endpoint.containers, v.endpoint.prepared), v)
+        served = [
+            (gateway_config(e.pipeline, e.containers, e.prepared), v.weight, e)
             for v in running.variants
+            for e in v.instances
         ]
-        if len(configs) == 1:
-            self.registry.put(configs[0][0], health=configs[0][1].endpoint)
+        if len(served) == 1:
+            self.registry.put(served[0][0], health=served[0][2])
         else:
-            self.registry.put_variants([(c, v.weight, v.endpoint) for c, v in configs])
+            self.registry.put_variants([(c, w, e) for c, w, e in served])
 
     def unserve(self, name: str) -> None:
         if self.registry is not None:

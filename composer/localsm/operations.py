@@ -23,7 +23,14 @@ from ..runners.endpoint import LocalEndpoint
 from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.rules import MAX_TAGS
 from .errors import ApiError, already_exists, not_found
-from .lifecycle import Lifecycle, RunningSet, RunningVariant, failure_reason
+from .lifecycle import (
+    MAX_LOCAL_INSTANCES,
+    Lifecycle,
+    RunningSet,
+    RunningVariant,
+    failure_reason,
+    instance_count,
+)
 from .pipelines import ModelPlan, pipeline_for, plan_model
 from .shapes import input_errors, validation_message
 from .transforms import TransformJobs
@@ -161,7 +168,7 @@ class LocalSageMaker:
         adopted.status = "InService"
         # The containers are the caller's: stopping this set stops nothing.
         adopted.running = RunningSet(
-            config.name, [RunningVariant(variant, images, endpoint)], contextlib.AsyncExitStack()
+            config.name, [RunningVariant(variant, images, [endpoint])], contextlib.AsyncExitStack()
         )
         self._endpoints[name] = adopted
 
@@ -269,11 +276,20 @@ class LocalSageMaker:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    def _deployable(self, config: _Config) -> list[tuple[ModelPlan, _Document, list[str]]]:
+    def _deployable(
+        self, config: _Config, runs: bool = False
+    ) -> list[tuple[ModelPlan, _Document, list[str]]]:
         """Each of the config's variants with its model's plan and images; ApiError if one
-        cannot run."""
+        cannot run (`runs`: its instances here, as CreateEndpoint and UpdateEndpoint start
+        them; `up`'s adopted endpoint runs one copy whatever its count)."""
         out = []
-        for variant in config.document["ProductionVariants"]:
+        for index, variant in enumerate(config.document["ProductionVariants"]):
+            if runs:
+                _check_count(
+                    f"endpoint configuration {config.name}: ProductionVariants[{index}]."
+                    "InitialInstanceCount",
+                    variant,
+                )
             model = self._models.get(variant["ModelName"])
             if model is None:
                 raise not_found("model", variant["ModelName"])
@@ -287,7 +303,7 @@ class LocalSageMaker:
         if name in self._endpoints:
             raise already_exists("endpoint", arn)
         config = self._config(document["EndpointConfigName"])
-        variants = self._deployable(config)
+        variants = self._deployable(config, runs=True)
         now = time.time()
         endpoint = _Endpoint(name, arn, config.name, now, now)
         self._tag(arn, document.get("Tags"))
@@ -304,7 +320,7 @@ class LocalSageMaker:
                 "wait until it is InService"
             )
         config = self._config(document["EndpointConfigName"])
-        variants = self._deployable(config)
+        variants = self._deployable(config, runs=True)
         endpoint.status = "Updating"
         endpoint.modified = time.time()
         endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
@@ -328,20 +344,26 @@ class LocalSageMaker:
                     f"{endpoint.name} has {', '.join(by_name)}"
                 )
             count = desired.get("DesiredInstanceCount")
-            if count is not None and count != 1:
-                raise ApiError(
-                    f"DesiredInstanceCount: got {count}; the local SageMaker runs one instance "
-                    "per variant for now"
-                )
+            if count is not None:
+                _check_count("DesiredInstanceCount", {"InitialInstanceCount": count})
+        recount = False
         for desired in document["DesiredWeightsAndCapacities"]:
             found = by_name[desired["VariantName"]]
             if desired.get("DesiredWeight") is not None:
                 found.variant = {**found.variant, "InitialVariantWeight": desired["DesiredWeight"]}
-            if desired.get("DesiredInstanceCount") is not None:
-                found.variant = {**found.variant, "InitialInstanceCount": 1}
-        if len(running.variants) > 1:
-            self.lifecycle.serve(endpoint.name, running)  # the new split, an atomic swap
+            count = desired.get("DesiredInstanceCount")
+            if count is not None and count != len(found.instances):
+                found.variant = {**found.variant, "InitialInstanceCount": count}
+                recount = True
         endpoint.modified = time.time()
+        if recount:  # a new set with the new counts beside this one, then the swap
+            config = self._config(running.config_name)
+            current = {v.name: v.variant for v in running.variants}
+            variants = [(p, current[v["VariantName"]], i) for p, v, i in self._deployable(config)]
+            endpoint.status = "Updating"
+            endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
+        elif len(running.variants) > 1:
+            self.lifecycle.serve(endpoint.name, running)  # the new split, an atomic swap
         return {"EndpointArn": endpoint.arn}
 
     async def _deploy(
@@ -414,8 +436,8 @@ class LocalSageMaker:
                     ],
                     "CurrentWeight": v.weight,
                     "DesiredWeight": v.weight,
-                    "CurrentInstanceCount": 1,
-                    "DesiredInstanceCount": int(v.variant.get("InitialInstanceCount", 1)),
+                    "CurrentInstanceCount": len(v.instances),
+                    "DesiredInstanceCount": instance_count(v.variant),
                 }
                 for v in running.variants
             ]
@@ -557,3 +579,13 @@ def _page(
     page = chosen[start : start + size]
     more = {"NextToken": str(start + size)} if start + size < len(chosen) else {}
     return page, more
+
+
+def _check_count(member: str, variant: _Document) -> None:
+    """An instance count this machine runs: 1 to MAX_LOCAL_INSTANCES copies of the containers."""
+    count = instance_count(variant)
+    if not 1 <= count <= MAX_LOCAL_INSTANCES:
+        raise ApiError(
+            f"{member}: got {count}; the local SageMaker runs 1 to {MAX_LOCAL_INSTANCES} "
+            "instances of a variant (each a copy of its containers)"
+        )

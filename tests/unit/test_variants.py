@@ -22,8 +22,10 @@ def test_negative_weights_are_refused() -> None:
 
 
 def test_target_variant_picks_one_and_an_unknown_one_is_refused() -> None:
-    variants = Variants("e", {"a": ("A", 1.0), "b": ("B", 3.0)})
-    assert [variants.pick(None) for _ in range(8)].count("B") == 6
+    variants = Variants("e", {"a": (["A"], 1.0), "b": (["B1", "B2"], 3.0)})
+    picked = [variants.pick(None) for _ in range(8)]
+    assert picked.count("A") == 2 and picked.count("B1") == 3 and picked.count("B2") == 3
     assert variants.pick("a") == "A"
+    assert [variants.pick("b") for _ in range(4)] == ["B1", "B2", "B1", "B2"]
     with pytest.raises(ValidationError, match="Variant c does not exist on endpoint e; its "):
         variants.pick("c")
