@@ -7,6 +7,7 @@ Where each behaviour lives:
 - config.py: `GatewayConfig`, `Upstream`, `AsyncSettings`, the client timeout's default;
 - registry.py: the endpoints one gateway serves, by name (lookups, atomic put/replace/remove,
   the unknown-endpoint answer);
+- variants.py: an endpoint's production variants: TargetVariant, the split by weight;
 - endpoint.py: InvokeEndpoint for one endpoint: Direct and Serial routing, the header and
   variant checks, container calls and their failures, per-container metrics;
 - streaming.py: InvokeEndpointWithResponseStream (each container chunk one PayloadPart;

@@ -46,26 +46,24 @@ def add_routes(app: web.Application, endpoints: EndpointRegistry) -> None:
         _local_only(request)
         found = []
         for name in endpoints.names:
-            endpoint = endpoints.get(name)
-            if endpoint is None:
-                continue
-            config = endpoint.config
-            health = endpoint.health
-            found.append(
-                {
-                    "name": name,
-                    "mode": config.mode,
-                    "variant": config.variant_name,
-                    "containers": [
-                        {
-                            "hostname": c.hostname,
-                            "url": c.url,
-                            "up": health is None or health.is_up(c.hostname),
-                        }
-                        for c in config.containers
-                    ],
-                }
-            )
+            for endpoint in endpoints.serving(name):  # one per variant instance
+                config = endpoint.config
+                health = endpoint.health
+                found.append(
+                    {
+                        "name": name,
+                        "mode": config.mode,
+                        "variant": config.variant_name,
+                        "containers": [
+                            {
+                                "hostname": c.hostname,
+                                "url": c.url,
+                                "up": health is None or health.is_up(c.hostname),
+                            }
+                            for c in config.containers
+                        ],
+                    }
+                )
         return web.json_response({"endpoints": found})
 
     app.router.add_get(f"{PREFIX}/trace", trace)

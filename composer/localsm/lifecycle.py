@@ -25,16 +25,38 @@ from .pipelines import ModelPlan, pipeline_for
 
 #: SageMaker's FailureReason holds at most 1024 characters (botocore's FailureReason shape).
 MAX_FAILURE_REASON = 1024
+#: Instances of one variant that run here at most (each a full copy of its containers).
+MAX_LOCAL_INSTANCES = 4
+
+
+def instance_count(variant: dict[str, Any]) -> int:
+    return int(variant.get("InitialInstanceCount") or 1)
+
+
+@dataclass
+class RunningVariant:
+    """One production variant's started containers (a copy per instance), and what
+    DescribeEndpoint says of it."""
+
+    variant: dict[str, Any]
+    images: list[str]
+    instances: list[LocalEndpoint]
+
+    @property
+    def name(self) -> str:
+        return str(self.variant["VariantName"])
+
+    @property
+    def weight(self) -> float:
+        return float(self.variant.get("InitialVariantWeight", 1.0))
 
 
 @dataclass
 class RunningSet:
-    """One started set of an endpoint's containers, and what DescribeEndpoint says of it."""
+    """One started set of an endpoint's containers (every variant's), stopped together."""
 
     config_name: str
-    variant: dict[str, Any]
-    images: list[str]
-    endpoint: LocalEndpoint
+    variants: list[RunningVariant]
     stack: contextlib.AsyncExitStack
     started: float = field(default_factory=time.time)
 
@@ -79,39 +101,56 @@ class Lifecycle:
         self,
         endpoint_name: str,
         config_name: str,
-        plan: ModelPlan,
-        variant: dict[str, Any],
+        variants: list[tuple[ModelPlan, dict[str, Any], list[str]]],
         async_config: dict[str, Any] | None,
-        images: list[str],
     ) -> RunningSet:
-        """A new set for the endpoint, every container pinged; raises ComposerError if not."""
-        folder = self.root / f"{endpoint_name}-{next(self._generation)}"
-        pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
-        runner = self.runner_for(plan)
+        """A new set for the endpoint: each variant's (plan, variant, images) started, every
+        container pinged; raises ComposerError if not (and stops what had started)."""
+        generation = next(self._generation)
         stack = contextlib.AsyncExitStack()
+        started: list[RunningVariant] = []
         try:
-            running = await stack.enter_async_context(
-                started_containers(
-                    pipeline,
-                    host=self.host,
-                    runner=runner,
-                    out=self.out,
-                    progress=lambda _message: None,
-                    scope=f"{endpoint_name}/",
-                )
-            )
+            for plan, variant, images in variants:
+                copies = []
+                for copy in range(instance_count(variant)):
+                    folder = self.root / f"{endpoint_name}-{generation}"
+                    if len(variants) > 1:
+                        folder = folder / str(variant["VariantName"])
+                    if copy:
+                        folder = folder / f"instance-{copy + 1}"
+                    pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
+                    copies.append(
+                        await stack.enter_async_context(
+                            started_containers(
+                                pipeline,
+                                host=self.host,
+                                runner=self.runner_for(plan),
+                                out=self.out,
+                                progress=lambda _message: None,
+                                scope=f"{endpoint_name}/",
+                            )
+                        )
+                    )
+                started.append(RunningVariant(variant, images, copies))
         except BaseException:
             await stack.aclose()
             raise
-        return RunningSet(config_name, variant, images, running, stack)
+        return RunningSet(config_name, started, stack)
 
     def serve(self, name: str, running: RunningSet) -> None:
-        """Route the endpoint's requests to this set from now on (atomic, registry.py)."""
+        """Route the endpoint's requests to this set from now on (atomic, registry.py); several
+        variants split them by weight."""
         if self.registry is None:
             raise ComposerError("the gateway is not listening yet")
-        endpoint = running.endpoint
-        config = gateway_config(endpoint.pipeline, endpoint.containers, endpoint.prepared)
-        self.registry.put(config, health=endpoint)
+        served = [
+            (gateway_config(e.pipeline, e.containers, e.prepared), v.weight, e)
+            for v in running.variants
+            for e in v.instances
+        ]
+        if len(served) == 1:
+            self.registry.put(served[0][0], health=served[0][2])
+        else:
+            self.registry.put_variants([(c, w, e) for c, w, e in served])
 
     def unserve(self, name: str) -> None:
         if self.registry is not None:

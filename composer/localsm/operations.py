@@ -23,7 +23,14 @@ from ..runners.endpoint import LocalEndpoint
 from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.rules import MAX_TAGS
 from .errors import ApiError, already_exists, not_found
-from .lifecycle import Lifecycle, RunningSet, failure_reason
+from .lifecycle import (
+    MAX_LOCAL_INSTANCES,
+    Lifecycle,
+    RunningSet,
+    RunningVariant,
+    failure_reason,
+    instance_count,
+)
 from .pipelines import ModelPlan, pipeline_for, plan_model
 from .shapes import input_errors, validation_message
 from .transforms import TransformJobs
@@ -154,14 +161,14 @@ class LocalSageMaker:
             if status != 200:
                 raise ApiError(f"{operation}: {answer.get('message')}")
         config = self._config(requests["config"]["EndpointConfigName"])
-        _plan, variant, images = self._deployable(config)
+        ((_plan, variant, images),) = self._deployable(config)
         name = requests["endpoint"]["EndpointName"]
         now = time.time()
         adopted = _Endpoint(name, self._arn("endpoint", name), config.name, now, now)
         adopted.status = "InService"
         # The containers are the caller's: stopping this set stops nothing.
         adopted.running = RunningSet(
-            config.name, variant, images, endpoint, contextlib.AsyncExitStack()
+            config.name, [RunningVariant(variant, images, [endpoint])], contextlib.AsyncExitStack()
         )
         self._endpoints[name] = adopted
 
@@ -269,20 +276,26 @@ class LocalSageMaker:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    def _deployable(self, config: _Config) -> tuple[ModelPlan, _Document, list[str]]:
-        """The config's one variant, its model's plan and images; ApiError if it cannot run."""
-        variants = config.document["ProductionVariants"]
-        if len(variants) != 1:
-            raise ApiError(
-                f"endpoint configuration {config.name}: got {len(variants)} production variants; "
-                "the local SageMaker runs one per endpoint for now"
-            )
-        variant = variants[0]
-        model = self._models.get(variant["ModelName"])
-        if model is None:
-            raise not_found("model", variant["ModelName"])
-        definitions = model.document.get("Containers") or [model.document["PrimaryContainer"]]
-        return model.plan, variant, [d["Image"] for d in definitions]
+    def _deployable(
+        self, config: _Config, runs: bool = False
+    ) -> list[tuple[ModelPlan, _Document, list[str]]]:
+        """Each of the config's variants with its model's plan and images; ApiError if one
+        cannot run (`runs`: its instances here, as CreateEndpoint and UpdateEndpoint start
+        them; `up`'s adopted endpoint runs one copy whatever its count)."""
+        out = []
+        for index, variant in enumerate(config.document["ProductionVariants"]):
+            if runs:
+                _check_count(
+                    f"endpoint configuration {config.name}: ProductionVariants[{index}]."
+                    "InitialInstanceCount",
+                    variant,
+                )
+            model = self._models.get(variant["ModelName"])
+            if model is None:
+                raise not_found("model", variant["ModelName"])
+            definitions = model.document.get("Containers") or [model.document["PrimaryContainer"]]
+            out.append((model.plan, variant, [d["Image"] for d in definitions]))
+        return out
 
     async def create_endpoint(self, document: _Document) -> _Document:
         name = document["EndpointName"]
@@ -290,12 +303,12 @@ class LocalSageMaker:
         if name in self._endpoints:
             raise already_exists("endpoint", arn)
         config = self._config(document["EndpointConfigName"])
-        plan, variant, images = self._deployable(config)
+        variants = self._deployable(config, runs=True)
         now = time.time()
         endpoint = _Endpoint(name, arn, config.name, now, now)
         self._tag(arn, document.get("Tags"))
         self._endpoints[name] = endpoint
-        endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
+        endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
         await asyncio.wait({endpoint.task}, timeout=self.create_wait)
         return {"EndpointArn": arn}
 
@@ -307,14 +320,15 @@ class LocalSageMaker:
                 "wait until it is InService"
             )
         config = self._config(document["EndpointConfigName"])
-        plan, variant, images = self._deployable(config)
+        variants = self._deployable(config, runs=True)
         endpoint.status = "Updating"
         endpoint.modified = time.time()
-        endpoint.task = self._spawn(self._deploy(endpoint, config, plan, variant, images))
+        endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
         return {"EndpointArn": endpoint.arn}
 
     async def update_weights_and_capacities(self, document: _Document) -> _Document:
-        """A variant's weight, live; its instance count only as far as one instance runs here."""
+        """Variants' weights, live (the gateway's split switches at once); instance counts only
+        as far as one instance runs here."""
         endpoint = self._endpoint(document["EndpointName"])
         running = endpoint.running
         if endpoint.status != "InService" or running is None:
@@ -322,34 +336,41 @@ class LocalSageMaker:
                 f'Cannot update endpoint "{endpoint.arn}" while it is {endpoint.status}; wait '
                 "until it is InService"
             )
-        variant = running.variant
+        by_name = {v.name: v for v in running.variants}
         for desired in document["DesiredWeightsAndCapacities"]:
-            if desired["VariantName"] != variant["VariantName"]:
+            if desired["VariantName"] not in by_name:
                 raise ApiError(
                     f"DesiredWeightsAndCapacities: got variant {desired['VariantName']}; endpoint "
-                    f"{endpoint.name} has {variant['VariantName']}"
+                    f"{endpoint.name} has {', '.join(by_name)}"
                 )
             count = desired.get("DesiredInstanceCount")
-            if count is not None and count != 1:
-                raise ApiError(
-                    f"DesiredInstanceCount: got {count}; the local SageMaker runs one instance "
-                    "per variant for now"
-                )
+            if count is not None:
+                _check_count("DesiredInstanceCount", {"InitialInstanceCount": count})
+        recount = False
         for desired in document["DesiredWeightsAndCapacities"]:
+            found = by_name[desired["VariantName"]]
             if desired.get("DesiredWeight") is not None:
-                running.variant = {**variant, "InitialVariantWeight": desired["DesiredWeight"]}
-            if desired.get("DesiredInstanceCount") is not None:
-                running.variant = {**running.variant, "InitialInstanceCount": 1}
+                found.variant = {**found.variant, "InitialVariantWeight": desired["DesiredWeight"]}
+            count = desired.get("DesiredInstanceCount")
+            if count is not None and count != len(found.instances):
+                found.variant = {**found.variant, "InitialInstanceCount": count}
+                recount = True
         endpoint.modified = time.time()
+        if recount:  # a new set with the new counts beside this one, then the swap
+            config = self._config(running.config_name)
+            current = {v.name: v.variant for v in running.variants}
+            variants = [(p, current[v["VariantName"]], i) for p, v, i in self._deployable(config)]
+            endpoint.status = "Updating"
+            endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
+        elif len(running.variants) > 1:
+            self.lifecycle.serve(endpoint.name, running)  # the new split, an atomic swap
         return {"EndpointArn": endpoint.arn}
 
     async def _deploy(
         self,
         endpoint: _Endpoint,
         config: _Config,
-        plan: ModelPlan,
-        variant: _Document,
-        images: list[str],
+        variants: list[tuple[ModelPlan, _Document, list[str]]],
     ) -> None:
         """Start the config's set; switch to it once every container passes /ping.
 
@@ -360,10 +381,8 @@ class LocalSageMaker:
             running = await self.lifecycle.start(
                 endpoint.name,
                 config.name,
-                plan,
-                variant,
+                variants,
                 config.document.get("AsyncInferenceConfig"),
-                images,
             )
         except Exception as exc:  # a ComposerError says what failed; anything else is ours
             endpoint.failure_reason = failure_reason(exc)
@@ -404,24 +423,23 @@ class LocalSageMaker:
             out["FailureReason"] = endpoint.failure_reason
         running = endpoint.running
         if running is not None:
-            variant = running.variant
-            weight = float(variant.get("InitialVariantWeight", 1.0))
             out["ProductionVariants"] = [
                 {
-                    "VariantName": variant["VariantName"],
+                    "VariantName": v.name,
                     "DeployedImages": [
                         {
                             "SpecifiedImage": image,
                             "ResolvedImage": image,
                             "ResolutionTime": running.started,
                         }
-                        for image in running.images
+                        for image in v.images
                     ],
-                    "CurrentWeight": weight,
-                    "DesiredWeight": weight,
-                    "CurrentInstanceCount": 1,
-                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount", 1)),
+                    "CurrentWeight": v.weight,
+                    "DesiredWeight": v.weight,
+                    "CurrentInstanceCount": len(v.instances),
+                    "DesiredInstanceCount": instance_count(v.variant),
                 }
+                for v in running.variants
             ]
         config = self._configs.get(endpoint.config_name)
         if config is not None and "AsyncInferenceConfig" in config.document:
@@ -561,3 +579,13 @@ def _page(
     page = chosen[start : start + size]
     more = {"NextToken": str(start + size)} if start + size < len(chosen) else {}
     return page, more
+
+
+def _check_count(member: str, variant: _Document) -> None:
+    """An instance count this machine runs: 1 to MAX_LOCAL_INSTANCES copies of the containers."""
+    count = instance_count(variant)
+    if not 1 <= count <= MAX_LOCAL_INSTANCES:
+        raise ApiError(
+            f"{member}: got {count}; the local SageMaker runs 1 to {MAX_LOCAL_INSTANCES} "
+            "instances of a variant (each a copy of its containers)"
+        )

@@ -6,6 +6,7 @@ are what `sm-compose build` printed for two small containers, so they run as loc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,28 @@ def _single(sm: Any, name: str, image: str, **env: str) -> None:
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
 
 
+@contextlib.contextmanager
+def _invoking_meanwhile(invoke: Callable[[], object]) -> Iterator[list[BaseException]]:
+    """`invoke` called again and again in a thread for the block; what it raised, after."""
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_invoking() -> None:
+        while not stop.is_set():
+            try:
+                invoke()
+            except BaseException as e:  # every failure is the test's business
+                failures.append(e)
+
+    worker = threading.Thread(target=keep_invoking)
+    worker.start()
+    try:
+        yield failures
+    finally:
+        stop.set()
+        worker.join()
+
+
 def _invoke(up: Up, endpoint: str, hostname: str | None) -> tuple[Any, str]:
     target = {"TargetContainerHostname": hostname} if hostname else {}
     answer = up.client().invoke_endpoint(
@@ -143,10 +166,10 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     )
     variant = sm.describe_endpoint(EndpointName="nb")["ProductionVariants"][0]
     assert variant["CurrentWeight"] == variant["DesiredWeight"] == 0.5
-    with pytest.raises(ClientError, match="runs one instance per variant"):
+    with pytest.raises(ClientError, match="got 5; the local SageMaker runs 1 to 4 instances"):
         sm.update_endpoint_weights_and_capacities(
             EndpointName="nb",
-            DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredInstanceCount": 2}],
+            DesiredWeightsAndCapacities=[{"VariantName": "prod", "DesiredInstanceCount": 5}],
         )
 
     # UpdateEndpoint to a config that cannot start: the old one goes on serving.
@@ -540,3 +563,131 @@ def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Pa
             Body=json.dumps({"text": "Apple is looking at buying a startup in London."}).encode(),
         )
         assert json.loads(answer["Body"].read())["model"]["name"] == name
+
+
+def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
+    local: Up, images: dict[str, str]
+) -> None:
+    """Weights 1:3 split requests about 1:3; TargetVariant picks one; the response header names
+    the variant that answered; UpdateEndpointWeightsAndCapacities moves traffic with no request
+    failing meanwhile."""
+    sm = local.sagemaker()
+    sm.create_model(ModelName="split", PrimaryContainer={"Image": images["greeter"]})
+    sm.create_endpoint_config(
+        EndpointConfigName="split",
+        ProductionVariants=[
+            {"VariantName": "a", "ModelName": "split", "InitialVariantWeight": 1.0},
+            {"VariantName": "b", "ModelName": "split", "InitialVariantWeight": 3.0},
+        ],
+    )
+    sm.create_endpoint(EndpointName="split", EndpointConfigName="split")
+    described = _wait_status(sm, "split")
+    assert described["EndpointStatus"] == "InService", described
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+    assert weights == {"a": 1.0, "b": 3.0}
+    answered = [_invoke(local, "split", None)[1] for _ in range(40)]
+    assert 22 <= answered.count("b") <= 38, answered
+    assert answered.count("a") + answered.count("b") == 40
+    runtime = local.client()
+    for name in ("a", "b"):
+        answer = runtime.invoke_endpoint(
+            EndpointName="split",
+            TargetVariant=name,
+            ContentType="application/json",
+            Body=b'{"name": "x"}',
+        )
+        assert answer["InvokedProductionVariant"] == name
+    with pytest.raises(ClientError, match="Variant c does not exist on endpoint split"):
+        runtime.invoke_endpoint(
+            EndpointName="split", TargetVariant="c", ContentType="application/json", Body=b"{}"
+        )
+
+    with _invoking_meanwhile(lambda: _invoke(local, "split", None)) as failures:
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="split",
+            DesiredWeightsAndCapacities=[{"VariantName": "a", "DesiredWeight": 0.0}],
+        )
+    assert failures == []
+    assert {_invoke(local, "split", None)[1] for _ in range(20)} == {"b"}
+    described = sm.describe_endpoint(EndpointName="split")
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+    assert weights == {"a": 0.0, "b": 3.0}
+
+
+def test_instances_each_serve_and_their_count_changes_live(
+    local: Up, images: dict[str, str]
+) -> None:
+    """InitialInstanceCount 2 runs two copies that both answer; UpdateEndpointWeightsAndCapacities
+    takes the count to 1 with no request failing meanwhile; above the cap is refused."""
+    sm = local.sagemaker()
+    sm.create_model(ModelName="twice", PrimaryContainer={"Image": images["echo"]})
+    five = [{"VariantName": "v", "ModelName": "twice", "InitialInstanceCount": 5}]
+    sm.create_endpoint_config(EndpointConfigName="five", ProductionVariants=five)
+    with pytest.raises(ClientError, match=r"InitialInstanceCount: got 5; .* runs 1 to 4") as e:
+        sm.create_endpoint(EndpointName="five", EndpointConfigName="five")
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    sm.create_endpoint_config(
+        EndpointConfigName="twice",
+        ProductionVariants=[{"VariantName": "v", "ModelName": "twice", "InitialInstanceCount": 2}],
+    )
+    sm.create_endpoint(EndpointName="twice", EndpointConfigName="twice")
+    described = _wait_status(sm, "twice")
+    assert described["EndpointStatus"] == "InService", described
+    variant = described["ProductionVariants"][0]
+    assert variant["CurrentInstanceCount"] == variant["DesiredInstanceCount"] == 2
+    runtime = local.client()
+
+    def whoami() -> str:
+        answer = runtime.invoke_endpoint(
+            EndpointName="twice", ContentType="application/json", Body=b'{"whoami": 1}'
+        )
+        return str(json.loads(answer["Body"].read()))
+
+    assert len({whoami() for _ in range(6)}) == 2
+
+    with _invoking_meanwhile(whoami) as failures:
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="twice",
+            DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredInstanceCount": 1}],
+        )
+        described = _wait_status(sm, "twice")
+    assert failures == []
+    assert described["EndpointStatus"] == "InService", described
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert len({whoami() for _ in range(6)}) == 1
+
+
+def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Path) -> None:
+    """Two instances of containers/session-counter, each counting in its own folder: every
+    request of the session reaches the copy that opened it, so the count goes on."""
+    spec = {
+        "name": "counted",
+        "containers": [
+            {"hostname": "counter", "build": str(REPO / "containers" / "session-counter")}
+        ],
+    }
+    pipeline = write_pipeline(tmp_path, spec)
+    subprocess.run(
+        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
+    )
+    document = json.loads(
+        (
+            tmp_path / ".composer" / "counted" / "build" / "sagemaker" / "create_model.json"
+        ).read_text()
+    )
+    image = (document.get("PrimaryContainer") or document["Containers"][0])["Image"]
+    sm = local.sagemaker()
+    sm.create_model(ModelName="counted", PrimaryContainer={"Image": image})
+    variants = [{"VariantName": "v", "ModelName": "counted", "InitialInstanceCount": 2}]
+    sm.create_endpoint_config(EndpointConfigName="counted", ProductionVariants=variants)
+    sm.create_endpoint(EndpointName="counted", EndpointConfigName="counted")
+    assert _wait_status(sm, "counted")["EndpointStatus"] == "InService"
+    runtime = local.client()
+    call = {"EndpointName": "counted", "ContentType": "application/json", "Body": b"{}"}
+    opened = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")
+    session = opened["NewSessionId"].split(";")[0]
+    counts = [
+        json.loads(runtime.invoke_endpoint(**call, SessionId=session)["Body"].read())
+        for _ in range(4)
+    ]
+    assert [c["count"] for c in counts] == [1, 2, 3, 4], counts

@@ -46,6 +46,8 @@ def predict_fn(data: Any, model: dict[str, str]) -> Any:
             return {"blob": "x" * int(data["grow"])}
         if "stream" in data:
             return _lines(int(data["stream"]), float(data.get("every", 0)))
+        if "whoami" in data:  # which copy answered: an instance's folder is its own
+            return {"cwd": os.getcwd(), "model_dir": model["model_dir"]}
     return data
 
 
