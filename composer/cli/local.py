@@ -7,7 +7,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import click
@@ -21,6 +21,22 @@ if TYPE_CHECKING:
 
     from ..client import EndpointClient, InvokeResult
     from ..gateway.trace import Trace
+
+
+def trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--trace` and `--trace-bodies`, the same on `up` and `local`."""
+    command = click.option(
+        "--trace-bodies",
+        is_flag=True,
+        help="Record request and answer bodies in the trace (cut to 1 KiB), and print them with "
+        "--trace. Off by default: bodies can hold data you do not want written anywhere.",
+    )(command)
+    return click.option(
+        "--trace",
+        "trace",
+        is_flag=True,
+        help="Print one line per hop (each container call of each invocation) as it happens.",
+    )(command)
 
 
 @click.command()
@@ -40,18 +56,7 @@ if TYPE_CHECKING:
     help="Seconds each container has to pass /ping; overrides "
     "endpoint.startup_health_check_timeout (default 480, SageMaker's 8 minutes).",
 )
-@click.option(
-    "--trace",
-    "trace",
-    is_flag=True,
-    help="Print one line per hop (each container call of each invocation) as it happens.",
-)
-@click.option(
-    "--trace-bodies",
-    is_flag=True,
-    help="Record request and answer bodies in the trace (cut to 1 KiB), and print them with "
-    "--trace. Off by default: bodies can hold data you do not want written anywhere.",
-)
+@trace_options
 @engine_option
 @friendly
 def up(
@@ -99,18 +104,7 @@ def up(
     help="Listening address. Anything but loopback makes it reachable from other machines, "
     "with no authentication; local warns when it does.",
 )
-@click.option(
-    "--trace",
-    "trace",
-    is_flag=True,
-    help="Print one line per hop (each container call of each invocation) as it happens.",
-)
-@click.option(
-    "--trace-bodies",
-    is_flag=True,
-    help="Record request and answer bodies in the trace (cut to 1 KiB), and print them with "
-    "--trace. Off by default: bodies can hold data you do not want written anywhere.",
-)
+@trace_options
 @engine_option
 @friendly
 def local(port: int, host: str, trace: bool, trace_bodies: bool, engine: str | None) -> None:
