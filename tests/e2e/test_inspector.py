@@ -108,6 +108,8 @@ def test_the_inspector_shows_the_endpoint_sends_a_request_and_its_hops(
         # the metrics count it, read live
         second = endpoint.locator('[data-testid=container][data-hostname="second"]')
         expect(second.get_by_test_id("invocations")).to_have_text("1", timeout=WAIT_MS)
+        charts = endpoint.locator('[data-testid=charts][data-hostname="second"]')
+        expect(charts.get_by_test_id("chart").first.locator("circle")).to_have_count(1)
 
         shot = tmp_path / "inspector.png"
         page.screenshot(path=str(shot), full_page=True)

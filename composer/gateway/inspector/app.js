@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -91,9 +91,13 @@ function record(metrics, now) {
     if (!previous) continue;
     const dt = Math.max((now - previous.t) / 1000, 0.001);
     const p = previous.m;
+    const total = (x) => x.latency_ms.count + x.invocations + x.errors_4xx + x.errors_5xx;
+    if (total(m) < total(p) || m.latency_buckets_us.length !== p.latency_buckets_us.length) {
+      continue; // the series started again (an endpoint replaced): no rate across the reset
+    }
     const window = m.latency_buckets_us.map(([bound, count], i) => [
       bound,
-      count - ((p.latency_buckets_us[i] || [bound, 0])[1] || 0),
+      count - p.latency_buckets_us[i][1],
     ]);
     const point = {
       t: now,
@@ -128,6 +132,7 @@ function chart(title, history, fields, unit) {
   fields.forEach((field, n) => {
     let d = "";
     let gap = true; // no value at the last point: the line starts again
+    let end = null; // the newest point drawn, marked with a dot (a lone point has no line)
     history.forEach((point, i) => {
       const v = point[field];
       if (v === null || v === undefined) {
@@ -138,8 +143,13 @@ function chart(title, history, fields, unit) {
       const y = height - 2 - (v / top) * (height - 12);
       d += `${gap ? "M" : "L"}${x.toFixed(1)},${y.toFixed(1)} `;
       gap = false;
+      end = [x, y];
     });
     if (d) box.append(svg("path", { d, class: `line-${"abc"[n]}` }));
+    if (end) {
+      const [cx, cy] = end.map((v) => v.toFixed(1));
+      box.append(svg("circle", { cx, cy, r: 2, class: `dot-${"abc"[n]}` }));
+    }
   });
   const label = svg("text", { x: 2, y: 10 });
   label.textContent = `max ${fmt(top, top < 10 ? 2 : 0)} ${unit}`;
@@ -198,7 +208,7 @@ function renderEndpoints(metrics) {
         state.history.get(seriesKey(first.name, first.variant, container.hostname)) || [];
       return el(
         "div",
-        { class: "chart-group" },
+        { class: "chart-group", dataset: { testid: "charts", hostname: container.hostname } },
         el("div", { class: "mono" }, container.hostname),
         el(
           "div",
@@ -287,6 +297,10 @@ async function send(event) {
   if (accept) headers.Accept = accept;
   const hostname = document.getElementById("send-hostname").value;
   if (hostname) headers["X-Amzn-SageMaker-Target-Container-Hostname"] = hostname;
+  const variant = document.getElementById("send-variant").value.trim();
+  if (variant) headers["X-Amzn-SageMaker-Target-Variant"] = variant;
+  const model = document.getElementById("send-model").value.trim();
+  if (model) headers["X-Amzn-SageMaker-Target-Model"] = model;
   const answer = document.getElementById("answer");
   const status = document.getElementById("answer-status");
   const table = document.getElementById("answer-headers");
@@ -358,13 +372,14 @@ function renderRequests() {
         el(
           "td",
           {},
-          r.hops.map((h) =>
+          r.hops.map((h, n) => [
+            n ? el("span", { class: "note" }, "→ ") : null,
             el(
               "span",
               { class: `hopchip ${statusClass(h.status)}`, dataset: { testid: "hop" } },
               `${h.hostname} ${h.status === null ? "no answer" : h.status}`,
             ),
-          ),
+          ]),
         ),
         el("td", {}, fmt(r.hops.reduce((sum, h) => sum + h.latency_ms, 0), 1)),
       ),
