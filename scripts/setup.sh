@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/config
 . scripts/config
+# Playwright (dev extra) must never fetch a browser: the tests drive Debian's (setup-browser.sh).
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   echo "setup: installing nginx-light" >&2

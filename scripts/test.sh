@@ -3,7 +3,8 @@
 # integration, end to end, engine). The engine tests run once per engine, Podman and Docker;
 # their session fixture runs scripts/setup-podman.sh and scripts/setup-docker.sh too, starts the
 # tests' own Docker daemon and stops it at the end. The set-up here does the slow part first
-# (packages, base images) and leaves that daemon as it found it.
+# (packages, base images, Debian's Chromium for the inspector's browser test:
+# scripts/setup-browser.sh) and leaves that daemon as it found it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,9 @@ if ! .venv/bin/python -c "import sagemaker.core.resources" 2>/dev/null; then
   echo "test: installing the sdk extra (sagemaker-core)" >&2
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,sdk]'
 fi
+# Debian's Chromium for the inspector's browser test (Playwright drives it; it downloads none).
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+scripts/setup-browser.sh
 if [ -x scripts/setup-podman.sh ]; then
   scripts/setup-podman.sh
 fi

@@ -30,7 +30,8 @@ Where each behaviour lives:
 - metrics.py: CloudWatch's metrics in Prometheus text format;
 - trace.py: the per-hop trace (`Trace`): each container call of every invocation in a bounded
   ring buffer, bodies only when asked; `up --trace`'s line;
-- api.py: our own JSON under `/_composer/api/` (trace, endpoints), never on SageMaker's paths.
+- api.py: our own routes under `/_composer/`: the inspector's page (static files in inspector/)
+  and its JSON under `/_composer/api/` (trace, endpoints, metrics), never on SageMaker's paths.
 """
 
 from .app import create_app

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ def test_up_serves_an_invoke_and_stops_cleanly(bin_dir: Path, project: Path) -> 
         )
         entities = {(e["text"], e["label"]) for e in json.loads(answer["Body"].read())["entities"]}
         assert ("Apple", "ORG") in entities
+        with urllib.request.urlopen(f"{up.url}/_composer/app.js", timeout=30) as page:
+            assert page.status == 200, "the inspector's files are package data"
     finally:
         code = up.stop()
     assert code == 0, log.read_text()
