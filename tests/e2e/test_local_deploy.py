@@ -261,3 +261,39 @@ def test_cli_deploy_update_delete(
     assert (code, out.strip()) == (0, f"nlp-{mode.lower()}: nothing to delete")
     code, out, err = _cli("status", str(changed))
     assert code == 1 and "not deployed" in out
+
+
+def test_transform_on_sagemaker_runs_on_local_and_writes_to_s3(
+    sagemaker_on_local: Up, images: dict[str, str], tmp_path: Path
+) -> None:
+    """`transform --on-sagemaker`, unchanged, with SageMaker at `local` and S3 at moto's: the
+    model data goes up, the job runs the local batch transform and its .out objects land in S3."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for bucket in ("models-bucket", "data-in", "data-out"):
+        s3.create_bucket(Bucket=bucket)
+    records = {"a.jsonl": ["ann", "bob"], "b.jsonl": ["cy"]}
+    for key, names in records.items():
+        body = "".join(json.dumps({"name": n}) + "\n" for n in names)
+        s3.put_object(Bucket="data-in", Key=f"texts/{key}", Body=body.encode())
+    path = _nlp(tmp_path, images, mode="Serial", bucket="models-bucket")
+    options = ["--input", "s3://data-in/texts/", "--output", "s3://data-out/results/"]
+    options += ["--content-type", "application/json", "--split-type", "Line"]
+    options += ["--strategy", "SingleRecord", "--assemble-with", "Line"]
+    options += ["--job-name", "local-job", "--poll-interval", "0.2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "composer", "transform", str(path), "--on-sagemaker", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "local-job: Completed (output s3://data-out/results/)" in done.stdout
+    for key, names in records.items():
+        found = s3.get_object(Bucket="data-out", Key=f"results/{key}.out")["Body"].read()
+        answers = [json.loads(line) for line in found.decode().splitlines()]
+        assert answers == [{"message": f"hello, {n}"} for n in names]
+    described = sagemaker_on_local.sagemaker().describe_transform_job(TransformJobName="local-job")
+    assert described["TransformJobStatus"] == "Completed"
+    assert described["ModelName"] == plan_for(path).requests("models-bucket").model_name
