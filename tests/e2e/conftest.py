@@ -3,8 +3,8 @@
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
-small containers built for it; `sagemaker_on_local` is `local` as the test's SageMaker, with S3
-and Application Auto Scaling on moto's server.
+small containers (`small_pipeline`) built for it; `sagemaker_on_local` is `local` as the test's
+SageMaker, with S3 and Application Auto Scaling on moto's server.
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
 the composer.testing plugin (not these fixtures) runs `up`.
 """
@@ -195,21 +195,26 @@ def kill_tree(up: Up) -> None:
     up.proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`sm-compose build` of two small containers, as a user runs it: hostname -> the image
-    reference it records (what the local SageMaker runs as processes). `greeter` is
+def small_pipeline(folder: Path, name: str) -> Path:
+    """FOLDER/pipeline.yaml: two small build: containers, Direct: `greeter` is
     containers/minimal, `echo` is FAULTY."""
-    folder = tmp_path_factory.mktemp("built")
     spec = {
-        "name": "built",
+        "name": name,
         "mode": "Direct",
         "containers": [
             {"hostname": "greeter", "build": str(REPO / "containers" / "minimal")},
             {"hostname": "echo", "build": str(FAULTY)},
         ],
     }
-    pipeline = write_pipeline(folder, spec)
+    return write_pipeline(folder, spec)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`sm-compose build` of `small_pipeline`, as a user runs it: hostname -> the image
+    reference it records (what the local SageMaker runs as processes)."""
+    folder = tmp_path_factory.mktemp("built")
+    pipeline = small_pipeline(folder, "built")
     subprocess.run(
         [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
     )

@@ -29,7 +29,6 @@ from composer.render.builds import RECORD_NAME
 from composer.runners.engine import Engine
 from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
-    FAULTY,
     REPO,
     Up,
     faulty_pipeline,
@@ -37,6 +36,7 @@ from tests.e2e.conftest import (
     processes_under,
     running_local,
     running_up,
+    small_pipeline,
     start_local,
     write_pipeline,
 )
@@ -701,16 +701,8 @@ def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Pat
 def _pushed_elsewhere(folder: Path) -> tuple[Path, dict[str, str]]:
     """A pipeline of two build: containers and the lock file `push` wrote for it on another
     machine: digests no build here made, so no record (builds.json) names them."""
-    spec = {
-        "name": "pushed",
-        "mode": "Direct",
-        "containers": [
-            {"hostname": "greeter", "build": str(REPO / "containers" / "minimal")},
-            {"hostname": "echo", "build": str(FAULTY)},
-        ],
-    }
     folder.mkdir(parents=True, exist_ok=True)
-    pipeline = write_pipeline(folder, spec)
+    pipeline = small_pipeline(folder, "pushed")
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     uris = {h: f"{registry}/pushed-{h}@sha256:{secrets.token_hex(32)}" for h in ("greeter", "echo")}
     write_lock(lock_path(pipeline), uris)
