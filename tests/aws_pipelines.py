@@ -10,6 +10,9 @@ import io
 import tarfile
 from pathlib import Path
 
+from composer.aws.plan import Plan, preflight
+from composer.spec import load_pipeline
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution"
@@ -27,6 +30,11 @@ def tiny_model(path: Path, text: str = "weights v1") -> Path:
     return path
 
 
+def plan_for(path: Path) -> Plan:
+    """deploy's plan of a pipeline file (no AWS call)."""
+    return preflight(load_pipeline(path), str(path), REGION)
+
+
 def write_pipeline(
     folder: Path,
     *,
@@ -38,8 +46,12 @@ def write_pipeline(
     bucket: str | None = None,
     model_data: str = "model.tar.gz",
     textblob_build: bool = False,
+    images: tuple[str, str] = (SPACY, TEXTBLOB),
 ) -> Path:
-    """A two-container pipeline file using image: URIs (or a build: folder for textblob)."""
+    """A two-container pipeline file using image: URIs (or a build: folder for textblob).
+
+    `images`: spacy's and textblob's URIs, e.g. references `sm-compose build` recorded, which
+    the local SageMaker runs as processes."""
     folder.mkdir(parents=True, exist_ok=True)
     if model_data == "model.tar.gz" and not (folder / "model.tar.gz").exists():
         tiny_model(folder / "model.tar.gz")
@@ -49,13 +61,13 @@ def write_pipeline(
         (folder / "textblob" / "inference.py").write_text("def predict(x):\n    return x\n")
         second = "    build: textblob\n"
     else:
-        second = f"    image: {TEXTBLOB}\n"
+        second = f"    image: {images[1]}\n"
     lines = [
         f"name: {name}",
         f"mode: {mode}",
         "containers:",
         "  - hostname: spacy",
-        f"    image: {SPACY}",
+        f"    image: {images[0]}",
         f"    model_data: {model_data}",
         "    environment:",
         f"      STAGE: {extra_env}",

@@ -6,10 +6,11 @@ the integration tests not marked slow, e2e, engine or aws. Naming files or folde
 test in them (`pytest tests/e2e/test_faults.py`), -m picks by marker (`pytest -m engine`), and
 `pytest -m ""` (what scripts/test.sh, and so CI, runs) runs everything.
 
-moto runs two ways. `moto` is its standalone server, started once per session (with the
-UpdateEndpoint moto lacks, see tests/integration/aws_fixtures.py), emptied for each module that
-uses it, and reached by unmodified clients through AWS_ENDPOINT_URL_*, which the fixture sets
-for that module. `aws` is moto inside this process (mock_aws), fresh for each test.
+moto runs two ways. `moto` is its standalone server, started once per session, emptied for
+each module that uses it, and reached by unmodified clients through AWS_ENDPOINT_URL_*, which
+the fixture sets for that module. `aws` is moto inside this process (mock_aws), fresh for each
+test. moto has no UpdateEndpoint and runs nothing: tests that need either deploy to the local
+SageMaker (tests/e2e/conftest.py's `sagemaker_on_local`), with S3 on moto's server.
 
 OCI engines (tests/engines.py): `engine` is each engine in turn, Podman then Docker, set up once
 per session for every module that takes it; `registry` a local registry; `nlp_images` the NLP
@@ -152,14 +153,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from moto import mock_aws
 
     from tests.aws_pipelines import REGION
-    from tests.integration.aws_fixtures import teach_moto_update_endpoint
 
     for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    teach_moto_update_endpoint()
     with mock_aws():
         yield
 

@@ -7,6 +7,10 @@ that were pushed, and a new push changes the model's content hash (hence a new m
     {"images": {"<hostname>": "<registry>/<repository>@sha256:<64 hex digits>"}}
 
 Hostnames not in the pipeline are ignored; `image:` containers never need an entry.
+
+Read the other way (`locked_builds`), a lock file tells the local SageMaker which `build:`
+folder each pinned reference was pushed from, so that image runs as local processes on a
+machine that never built or pushed it (composer/localsm/).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import UsageError
+from ..render.builds import BuiltFrom
+from ..render.context import built_from_spec
+from ..spec.models import Pipeline
 from ..storage import atomic_write
 
 SUFFIX = ".lock.json"
@@ -79,3 +86,16 @@ def update_lock(path: Path, images: Mapping[str, str]) -> dict[str, str]:
     merged = {**read_lock(path), **images}
     write_lock(path, merged)
     return merged
+
+
+def locked_builds(pipeline: Pipeline) -> dict[str, BuiltFrom]:
+    """Each pinned reference of the pipeline's lock file -> the `build:` folder it came from
+    (empty without a lock file)."""
+    if pipeline.source is None:
+        return {}
+    locked = read_lock(lock_path(pipeline.source))
+    return {
+        locked[c.hostname]: built_from_spec(pipeline, c.hostname)
+        for c in pipeline.containers
+        if c.build is not None and c.hostname in locked
+    }

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from ..client import EndpointClient, InvokeResult
     from ..gateway.trace import Trace
+    from ..render.builds import BuiltFrom
+    from ..spec import Pipeline
 
 
 def trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,6 +88,7 @@ def up(
             port=port,
             runner=runner_for(engine),
             out=out,
+            known_images=_own_lock(spec),
             progress=spinner.say,
             startup_timeout=startup_timeout,
             trace=hop_trace(trace, trace_bodies, out),
@@ -104,15 +107,32 @@ def up(
     help="Listening address. Anything but loopback makes it reachable from other machines, "
     "with no authentication; local warns when it does.",
 )
+@click.option(
+    "--pipeline",
+    "pipelines",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A pipeline whose lock file (PIPELINE.lock.json, written by `sm-compose push`, here or "
+    "elsewhere) maps pushed image URIs to its build: folders: a model naming one runs as local "
+    "processes from that folder. Repeat for more pipelines.",
+)
 @trace_options
 @engine_option
 @friendly
-def local(port: int, host: str, trace: bool, trace_bodies: bool, engine: str | None) -> None:
+def local(
+    port: int,
+    host: str,
+    pipelines: tuple[str, ...],
+    trace: bool,
+    trace_bodies: bool,
+    engine: str | None,
+) -> None:
     """An empty local SageMaker: CreateModel, CreateEndpoint, InvokeEndpoint... on one port.
 
     Point existing code at it with AWS_ENDPOINT_URL_SAGEMAKER and
-    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME. Images that `sm-compose build` made run as local
-    processes; any other image needs --engine. State lives in memory; Ctrl-C stops everything.
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME. Images that `sm-compose build` made, or that the lock
+    file of a --pipeline maps to its build folder, run as local processes; any other image needs
+    --engine. State lives in memory; Ctrl-C stops everything.
     """
     from ..localsm import serve_local
 
@@ -121,14 +141,57 @@ def local(port: int, host: str, trace: bool, trace_bodies: bool, engine: str | N
     def out(message: str) -> None:
         print(message, flush=True)
 
+    known = _lock_files(pipelines, out)
     serving = serve_local(
         host=host,
         port=port,
         engine_runner=runner_for(engine),
         out=out,
         trace=hop_trace(trace, trace_bodies, out),
+        known_images=known,
     )
     sys.exit(asyncio.run(serving))
+
+
+def _lock_files(pipelines: tuple[str, ...], out: Callable[[str], None]) -> dict[str, BuiltFrom]:
+    """`--pipeline FILE`...: the image URIs each one's lock file maps to its build: folders."""
+    from ..aws.lockfile import lock_path, locked_builds
+    from ..errors import UsageError
+
+    known: dict[str, BuiltFrom] = {}
+    for file in pipelines:
+        spec = load(file)
+        lock = lock_path(spec.source or Path(file))
+        if not lock.is_file():
+            raise UsageError(
+                f"--pipeline {file}: got no lock file (looked for {lock}); `sm-compose push "
+                f"{file}` writes it. Images `sm-compose build` made on this machine need no "
+                "--pipeline"
+            )
+        found = locked_builds(spec)
+        if not found:
+            built = [c.hostname for c in spec.containers if c.build is not None]
+            raise UsageError(
+                f"--pipeline {file}: {lock} maps none of its build: containers "
+                f"({', '.join(built) or 'it has none'}); run `sm-compose push {file}` again"
+            )
+        hosts = ", ".join(sorted(b.hostname for b in found.values()))
+        out(f"sm-compose: {lock}: {hosts} run as local processes from their build: folders")
+        known.update(found)
+    return known
+
+
+def _own_lock(spec: Pipeline) -> dict[str, BuiltFrom]:
+    """`up`'s own pipeline's lock file, if it has one: a model created beside `up` that names
+    one of its pushed URIs runs from the build: folder, as with `local --pipeline`."""
+    from ..aws.lockfile import locked_builds
+    from ..errors import UsageError
+
+    try:
+        return locked_builds(spec)
+    except UsageError as exc:  # `up` itself needs no lock file: say so, and go on
+        click.echo(f"warning: {exc}", err=True)
+        return {}
 
 
 def hop_trace(printed: bool, bodies: bool, out: Callable[[str], None]) -> Trace:

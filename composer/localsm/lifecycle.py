@@ -92,8 +92,8 @@ class Lifecycle:
         if self.engine_runner is None:
             raise ComposerError(
                 f"image {images[0]} was not made by `sm-compose build` (or `push`) on this "
-                "machine, so it runs only under an OCI engine: start the local SageMaker with "
-                f"{self.engine_flag}"
+                "machine, nor in a lock file given to it (`local --pipeline FILE`), so it runs "
+                f"only under an OCI engine: start the local SageMaker with {self.engine_flag}"
             )
         return self.engine_runner
 

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..gateway.control import error_document
+from ..render.builds import BuiltFrom
 from ..runners.endpoint import LocalEndpoint
 from ..sagemaker_facts import DEFAULT_REGION
 from ..spec.rules import MAX_TAGS
@@ -81,9 +82,17 @@ def _region() -> str:
 class LocalSageMaker:
     """SageMaker's control plane for endpoints on this machine."""
 
-    def __init__(self, lifecycle: Lifecycle, *, create_wait: float = CREATE_WAIT) -> None:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        *,
+        create_wait: float = CREATE_WAIT,
+        known_images: Mapping[str, BuiltFrom] | None = None,
+    ) -> None:
         self.lifecycle = lifecycle
         self.create_wait = create_wait
+        #: Image references lock files map to build folders (`local --pipeline`, `up`'s own).
+        self.known_images = dict(known_images or {})
         self.region = _region()
         self.account_id = ACCOUNT_ID
         self._models: dict[str, _Model] = {}
@@ -183,7 +192,7 @@ class LocalSageMaker:
         if name in self._models:
             raise already_exists("model", arn)
         plan = await asyncio.get_running_loop().run_in_executor(
-            None, plan_model, document, self.lifecycle.root / "models" / name
+            None, plan_model, document, self.lifecycle.root / "models" / name, self.known_images
         )
         stored = {k: v for k, v in document.items() if k != "Tags"}
         self._models[name] = _Model(name, arn, time.time(), stored, plan)

@@ -4,12 +4,14 @@ One rule book: the model's containers become a `composer.spec.Pipeline`, so Crea
 refused with the same limits and messages as pipeline.yaml (composer/spec/rules.py), each
 located by CreateModel's own member names (`Containers[1].Environment`, ...). Each container's
 image decides how it runs here: an image that `sm-compose build` (or `push`) made runs as local
-processes from its container folder (composer/render/builds.py); any other runs under an OCI
-engine, as SageMaker runs it.
+processes from its container folder (composer/render/builds.py), and so does one that a lock
+file named to the local SageMaker maps back to its `build:` folder (`known`); any other runs
+under an OCI engine, as SageMaker runs it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import ValidationError
 
-from ..render.builds import built_from
+from ..render.builds import BuiltFrom, built_from
 from ..spec.models import Pipeline
 from .errors import ApiError
 
@@ -54,8 +56,12 @@ class ModelPlan:
         return [c["image"] for c in self.containers if "image" in c]
 
 
-def plan_model(document: dict[str, Any], work: Path) -> ModelPlan:
-    """CreateModel's containers checked by the spec's rule book; ApiError lists every problem."""
+def plan_model(
+    document: dict[str, Any], work: Path, known: Mapping[str, BuiltFrom] | None = None
+) -> ModelPlan:
+    """CreateModel's containers checked by the spec's rule book; ApiError lists every problem.
+
+    `known`: image references lock files map to their build folders (besides the record)."""
     name = str(document["ModelName"])
     primary = document.get("PrimaryContainer")
     listed = document.get("Containers")
@@ -79,7 +85,7 @@ def plan_model(document: dict[str, Any], work: Path) -> ModelPlan:
     for index, definition in enumerate(definitions):
         where = "PrimaryContainer" if primary is not None else f"Containers[{index}]"
         try:
-            containers.append(_container(definition, index))
+            containers.append(_container(definition, index, known))
         except ApiError as exc:
             problems.append(f"{where}: {exc.message}")
     plan = ModelPlan(name, mode, primary is not None, tuple(containers))
@@ -89,7 +95,9 @@ def plan_model(document: dict[str, Any], work: Path) -> ModelPlan:
     return plan
 
 
-def _container(definition: dict[str, Any], index: int) -> dict[str, Any]:
+def _container(
+    definition: dict[str, Any], index: int, known: Mapping[str, BuiltFrom] | None
+) -> dict[str, Any]:
     for unsupported in ("ModelPackageName", "ModelDataSource", "AdditionalModelDataSources"):
         if definition.get(unsupported) is not None:
             raise ApiError(f"{unsupported}: not supported by the local SageMaker; give Image")
@@ -98,7 +106,7 @@ def _container(definition: dict[str, Any], index: int) -> dict[str, Any]:
         raise ApiError("Image: got none; the local SageMaker runs a container from its Image")
     hostname = definition.get("ContainerHostname") or f"container-{index + 1}"
     spec: dict[str, Any] = {"hostname": hostname}
-    found = built_from(image)
+    found = built_from(image, known)
     if found is not None:
         spec["build"] = found.source
     else:

@@ -14,12 +14,13 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..gateway import Trace, start_gateway
+from ..render.builds import BuiltFrom
 from ..render.sagemaker import placeholder_artifacts, render_requests
 from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, check_listen, running_endpoint, url_host
@@ -67,17 +68,19 @@ async def pipeline_with_control_plane(
     *,
     runner: Runner | None = None,
     out: Callable[[str], None] = print,
+    known_images: Mapping[str, BuiltFrom] | None = None,
     **running: Any,
 ) -> AsyncIterator[LocalEndpoint]:
     """`up`: the pipeline's endpoint (`running_endpoint`), with the control plane on its port.
 
     Its model, endpoint config and endpoint show in Describe and List calls (created through the
-    same operations a client calls); more endpoints can be created beside it.
+    same operations a client calls); more endpoints can be created beside it. `known_images`:
+    what lock files map to build folders (the pipeline's own, read by the CLI).
     """
     root = working_root()
     engine = runner if runner is not None and not isinstance(runner, ProcessRunner) else None
     lifecycle = Lifecycle(root, engine_runner=engine, out=out)
-    control = LocalSageMaker(lifecycle)
+    control = LocalSageMaker(lifecycle, known_images=known_images)
     try:
         started = running_endpoint(pipeline, runner=runner, out=out, control=control, **running)
         async with started as endpoint:
@@ -118,8 +121,11 @@ async def serve_local(
     out: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
     trace: Trace | None = None,
+    known_images: Mapping[str, BuiltFrom] | None = None,
 ) -> int:
-    """Serve until `stop` is set or SIGINT/SIGTERM comes; every container stopped; exit 0."""
+    """Serve until `stop` is set or SIGINT/SIGTERM comes; every container stopped; exit 0.
+
+    `known_images`: image references lock files map to build folders (`--pipeline`)."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     if port:
@@ -128,7 +134,7 @@ async def serve_local(
         await loop.run_in_executor(None, remove_orphans, engine_runner.engine, out)
     root = working_root()
     lifecycle = Lifecycle(root, engine_runner=engine_runner, engine_flag=engine_flag, out=out)
-    control = LocalSageMaker(lifecycle)
+    control = LocalSageMaker(lifecycle, known_images=known_images)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

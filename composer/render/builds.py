@@ -4,7 +4,9 @@
 and `up --engine` (the local image references) and `push` (the pushed references, pinned by
 digest, as the lock file has them) each record, per reference, the container folder it was
 built from. `sm-compose local` runs an image found here as local processes from that folder, as
-`up` does, with no OCI engine; any other image needs `--engine`.
+`up` does, with no OCI engine; any other image needs `--engine`. A lock file made elsewhere (no
+record here) maps its pinned references back to their `build:` folders too, once it is named to
+the local SageMaker (composer/aws/lockfile.py's `locked_builds`): `built_from`'s `known`.
 
 The record is one JSON file in the cache folder (composer/cache.py), replaced atomically:
 `{"images": {REF: {"source": FOLDER, "pipeline": FILE, "hostname": NAME}}}`. Losing it only
@@ -68,9 +70,10 @@ def record_builds(entries: Mapping[str, BuiltFrom]) -> None:
         atomic_write(record_path(), json.dumps(document, indent=2) + "\n")
 
 
-def built_from(ref: str) -> BuiltFrom | None:
-    """The container folder that made `ref`, if it still holds an inference.py."""
-    found = _read().get(ref)
+def built_from(ref: str, known: Mapping[str, BuiltFrom] | None = None) -> BuiltFrom | None:
+    """The container folder that made `ref` (`known` first: what lock files say; then the
+    record), if it still holds an inference.py."""
+    found = (known or {}).get(ref) or _read().get(ref)
     if found is None or not (Path(found.source) / "inference.py").is_file():
         return None
     return found

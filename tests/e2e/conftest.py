@@ -3,7 +3,8 @@
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
-small containers built for it.
+small containers (`small_pipeline`) built for it; `sagemaker_on_local` is `local` as the test's
+SageMaker, with S3 and Application Auto Scaling on moto's server.
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
 the composer.testing plugin (not these fixtures) runs `up`.
 """
@@ -22,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -30,6 +31,9 @@ import pytest
 from composer.runners.contract import free_port
 from composer.spec import load_pipeline
 from tests.conftest import runtime_client_for, sagemaker_client_for
+
+if TYPE_CHECKING:
+    from tests.integration.aws_fixtures import MotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 900  # the first run builds the containers' environments
@@ -171,6 +175,17 @@ def running_local(*args: str, env: dict[str, str] | None = None, ready: float = 
         up.stop()
 
 
+@pytest.fixture
+def sagemaker_on_local(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Up]:
+    """A fresh `sm-compose local` that boto3's `sagemaker` clients (AWS_ENDPOINT_URL_SAGEMAKER)
+    reach for the test; S3, STS and Application Auto Scaling stay on moto's server, emptied
+    first. moto's SageMaker is never called: it runs nothing and has no UpdateEndpoint."""
+    moto.reset()
+    with running_local(ready=60) as local:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", local.url)
+        yield local
+
+
 def kill_tree(up: Up) -> None:
     """SIGKILL to the process and all its descendants, as a crash would end them."""
     tree = psutil.Process(up.proc.pid)
@@ -180,21 +195,26 @@ def kill_tree(up: Up) -> None:
     up.proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`sm-compose build` of two small containers, as a user runs it: hostname -> the image
-    reference it records (what the local SageMaker runs as processes). `greeter` is
+def small_pipeline(folder: Path, name: str) -> Path:
+    """FOLDER/pipeline.yaml: two small build: containers, Direct: `greeter` is
     containers/minimal, `echo` is FAULTY."""
-    folder = tmp_path_factory.mktemp("built")
     spec = {
-        "name": "built",
+        "name": name,
         "mode": "Direct",
         "containers": [
             {"hostname": "greeter", "build": str(REPO / "containers" / "minimal")},
             {"hostname": "echo", "build": str(FAULTY)},
         ],
     }
-    pipeline = write_pipeline(folder, spec)
+    return write_pipeline(folder, spec)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`sm-compose build` of `small_pipeline`, as a user runs it: hostname -> the image
+    reference it records (what the local SageMaker runs as processes)."""
+    folder = tmp_path_factory.mktemp("built")
+    pipeline = small_pipeline(folder, "built")
     subprocess.run(
         [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
     )

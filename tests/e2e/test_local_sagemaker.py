@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
+from composer.aws.lockfile import lock_path, write_lock
+from composer.cache import ENV_VAR_CACHE, cache_dir
+from composer.render.builds import RECORD_NAME
 from composer.runners.engine import Engine
 from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
@@ -32,6 +36,7 @@ from tests.e2e.conftest import (
     processes_under,
     running_local,
     running_up,
+    small_pipeline,
     start_local,
     write_pipeline,
 )
@@ -691,3 +696,70 @@ def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Pat
         for _ in range(4)
     ]
     assert [c["count"] for c in counts] == [1, 2, 3, 4], counts
+
+
+def _pushed_elsewhere(folder: Path) -> tuple[Path, dict[str, str]]:
+    """A pipeline of two build: containers and the lock file `push` wrote for it on another
+    machine: digests no build here made, so no record (builds.json) names them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pipeline = small_pipeline(folder, "pushed")
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    uris = {h: f"{registry}/pushed-{h}@sha256:{secrets.token_hex(32)}" for h in ("greeter", "echo")}
+    write_lock(lock_path(pipeline), uris)
+    return pipeline, uris
+
+
+def test_a_lock_file_from_another_machine_runs_its_images_as_processes(tmp_path: Path) -> None:
+    """`local --pipeline FILE`: a model naming the URIs FILE's lock file pins runs from the
+    build: folders, as processes, with no engine and no build record on this machine."""
+    pipeline, uris = _pushed_elsewhere(tmp_path / "project")
+    fresh = tmp_path / "cache"  # a cache with no builds.json (environments shared, as built)
+    fresh.mkdir()
+    (fresh / "envs").symlink_to(cache_dir() / "envs", target_is_directory=True)
+    env = {ENV_VAR_CACHE: str(fresh)}
+    with running_local("--pipeline", str(pipeline), env=env, ready=60) as local:
+        assert not (fresh / RECORD_NAME).exists()
+        assert any("echo, greeter run as local processes" in line for line in local.lines)
+        sm = local.sagemaker()
+        _direct_model(sm, "pushed", uris)
+        _config(sm, "pushed", "pushed")
+        sm.create_endpoint(EndpointName="pushed", EndpointConfigName="pushed")
+        described = _wait_status(sm, "pushed")
+        assert described["EndpointStatus"] == "InService", described
+        images = described["ProductionVariants"][0]["DeployedImages"]
+        assert [i["SpecifiedImage"] for i in images] == [uris["greeter"], uris["echo"]]
+        assert _invoke(local, "pushed", "greeter")[0] == {"message": "hello, local"}
+        assert _invoke(local, "pushed", "echo")[0] == {"name": "local"}
+        other = uris["echo"][:-4] + "0000"  # in no lock file: needs an engine
+        _single(sm, "foreign", other)
+        sm.create_endpoint(EndpointName="foreign", EndpointConfigName="foreign")
+        failed = _wait_status(sm, "foreign")
+        assert failed["EndpointStatus"] == "Failed"
+        assert other in failed["FailureReason"] and "--engine" in failed["FailureReason"]
+    assert local.proc.returncode == 0
+
+
+def test_local_refuses_a_pipeline_without_a_lock_file(tmp_path: Path) -> None:
+    pipeline, _ = _pushed_elsewhere(tmp_path)
+    lock_path(pipeline).unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "composer", "local", "--pipeline", str(pipeline)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"got no lock file (looked for {lock_path(pipeline)})" in done.stderr
+    assert f"sm-compose push {pipeline}" in done.stderr
+
+
+def test_up_runs_the_images_its_own_lock_file_pins(tmp_path: Path) -> None:
+    """A model created beside `up` that names a URI of up's pipeline's lock file runs from the
+    build: folder, as with `local --pipeline`."""
+    pipeline, uris = _pushed_elsewhere(tmp_path)
+    with running_up(pipeline) as up:
+        sm = up.sagemaker()
+        _single(sm, "beside", uris["greeter"])
+        sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
+        assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
+        assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}

@@ -1,10 +1,10 @@
 """Shared pieces of the AWS tests: a call recorder and moto's server (pipelines to deploy are
 in tests/aws_pipelines.py).
 
-moto 5.2 does not implement UpdateEndpoint, so `teach_moto_update_endpoint` adds it to the fake
-AWS (never to the code under test), behaving as SageMaker does once an update succeeds: the
-endpoint takes the new config and its variants. Run this module to start moto's server with
-it: `python -m tests.integration.aws_fixtures -p PORT -H 127.0.0.1`. Tests do not start it
+moto runs nothing and has no UpdateEndpoint: a test that needs either takes the local SageMaker
+as its SageMaker (tests/e2e/conftest.py's `sagemaker_on_local`), moto staying for S3, ECR and
+Application Auto Scaling. Run this module to start moto's server:
+`python -m tests.integration.aws_fixtures -p PORT -H 127.0.0.1`. Tests do not start it
 themselves: they take tests/conftest.py's `moto` fixture (one server per session, emptied for
 each module) or `aws` (moto in process).
 """
@@ -31,39 +31,6 @@ from tests.aws_pipelines import REGION
 # botocore names them after service ids: "Application Auto Scaling" -> APPLICATION_AUTO_SCALING.
 SERVICES = ("SAGEMAKER", "S3", "APPLICATION_AUTO_SCALING", "STS", "ECR")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def teach_moto_update_endpoint() -> None:
-    """Add UpdateEndpoint to moto's SageMaker (missing in moto 5.2)."""
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-    from moto.sagemaker.models import SageMakerModelBackend
-    from moto.sagemaker.responses import SageMakerResponse
-
-    if hasattr(SageMakerModelBackend, "update_endpoint"):
-        return
-
-    def backend_update(self: Any, endpoint_name: str, endpoint_config_name: str) -> Any:
-        endpoint = self.endpoints.get(endpoint_name)
-        if endpoint is None:
-            self.describe_endpoint(endpoint_name)  # raises moto's "Could not find endpoint"
-        config = self.describe_endpoint_config(endpoint_config_name)
-        endpoint.endpoint_config_name = endpoint_config_name
-        endpoint.production_variants = endpoint._process_production_variants(
-            config["ProductionVariants"]
-        )
-        endpoint.endpoint_status = "InService"
-        endpoint.last_modified_time = utcnow()
-        return endpoint
-
-    def response_update(self: Any) -> Any:
-        endpoint = self.sagemaker_backend.update_endpoint(
-            self._get_param("EndpointName"), self._get_param("EndpointConfigName")
-        )
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    setattr(SageMakerModelBackend, "update_endpoint", backend_update)  # noqa: B010
-    setattr(SageMakerResponse, "update_endpoint", response_update)  # noqa: B010
 
 
 # --- recording what clients send --------------------------------------------------------------
@@ -185,5 +152,4 @@ def start_moto_server() -> Iterator[MotoServer]:
 if __name__ == "__main__":
     from moto.server import main
 
-    teach_moto_update_endpoint()
     main(sys.argv[1:])

@@ -1,33 +1,26 @@
-"""Deploy, redeploy, update, delete and status against moto: in process, and its real server.
+"""Deploy, redeploy, delete and status against moto: in process, and its real server.
 
 Clients are unmodified boto3 clients; what they send is recorded with botocore's before-call
-hook, because moto drops InferenceExecutionConfig from DescribeModel.
+hook, because moto drops InferenceExecutionConfig from DescribeModel. moto has no UpdateEndpoint:
+a changed redeploy, and deleting what it left, run against the local SageMaker instead
+(tests/e2e/test_local_deploy.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from composer.aws.deploy import delete, deploy, status
-from composer.aws.plan import Plan, preflight
+from composer.aws.deploy import deploy, status
 from composer.aws.report import Quiet
-from composer.cli import cli
-from composer.spec import load_pipeline
-from tests.aws_pipelines import SPACY, TEXTBLOB, write_pipeline
+from tests.aws_pipelines import SPACY, TEXTBLOB, plan_for, write_pipeline
 from tests.integration.aws_fixtures import ROOT, MotoServer, Recorder, recorded_clients
 
 CREATES = {"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "PutObject"}
-
-
-def _plan(path: Path) -> Plan:
-    return preflight(load_pipeline(path), str(path), "us-east-1")
 
 
 # --- in process (mock_aws, the `aws` fixture) -------------------------------------------------
@@ -37,7 +30,7 @@ def _plan(path: Path) -> Plan:
 def test_deploy_sends_containers_and_execution_mode(aws: None, tmp_path: Path, mode: str) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    outcome = deploy(_plan(write_pipeline(tmp_path, mode=mode)), clients, Quiet())
+    outcome = deploy(plan_for(write_pipeline(tmp_path, mode=mode)), clients, Quiet())
     assert (outcome.action, outcome.status) == ("created", "InService")
 
     (model,) = recorder.sent("CreateModel")
@@ -64,7 +57,7 @@ def test_deploy_sends_containers_and_execution_mode(aws: None, tmp_path: Path, m
 def test_unchanged_redeploy_creates_nothing(aws: None, tmp_path: Path) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    plan = _plan(write_pipeline(tmp_path))
+    plan = plan_for(write_pipeline(tmp_path))
     deploy(plan, clients, Quiet())
     recorder.clear()
     outcome = deploy(plan, clients, Quiet())
@@ -74,35 +67,10 @@ def test_unchanged_redeploy_creates_nothing(aws: None, tmp_path: Path) -> None:
     assert not [op for op in recorder.ops() if op.startswith("Delete")]
 
 
-def test_changed_redeploy_updates_and_cleans_up(aws: None, tmp_path: Path) -> None:
-    recorder = Recorder()
-    clients = recorded_clients(recorder)
-    first = _plan(write_pipeline(tmp_path, mode="Serial"))
-    deploy(first, clients, Quiet())
-    old = first.requests("sagemaker-us-east-1-123456789012")
-    recorder.clear()
-
-    second = _plan(write_pipeline(tmp_path, mode="Serial", extra_env="v2"))
-    outcome = deploy(second, clients, Quiet())
-    new = second.requests("sagemaker-us-east-1-123456789012")
-    assert outcome.action == "updated"
-    assert recorder.sent("UpdateEndpoint") == [
-        {"EndpointName": "nlp-serial", "EndpointConfigName": new.endpoint_config_name}
-    ]
-    assert "CreateEndpoint" not in recorder.ops()
-    assert recorder.sent("CreateModel")[0]["Containers"][0]["Environment"] == {"STAGE": "v2"}
-    assert recorder.sent("DeleteModel") == [{"ModelName": old.model_name}]
-    assert recorder.sent("DeleteEndpointConfig") == [
-        {"EndpointConfigName": old.endpoint_config_name}
-    ]
-    models = [m["ModelName"] for m in clients.sagemaker.list_models()["Models"]]
-    assert models == [new.model_name]
-
-
 def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    plan = _plan(write_pipeline(tmp_path, autoscaling=True))
+    plan = plan_for(write_pipeline(tmp_path, autoscaling=True))
     deploy(plan, clients, Quiet())
     (target,) = recorder.sent("RegisterScalableTarget")
     assert target == {
@@ -126,27 +94,6 @@ def test_autoscaling_registered_once(aws: None, tmp_path: Path) -> None:
     assert status(plan.pipeline, clients)["variants"][0]["autoscaling"] == {"min": 1, "max": 4}  # type: ignore[index]
 
 
-def test_delete_removes_everything_and_is_idempotent(aws: None, tmp_path: Path) -> None:
-    recorder = Recorder()
-    clients = recorded_clients(recorder)
-    deploy(_plan(write_pipeline(tmp_path, autoscaling=True)), clients, Quiet())
-    plan = _plan(write_pipeline(tmp_path, autoscaling=True, extra_env="v2"))
-    deploy(plan, clients, Quiet(), wait=None)  # leaves the old ones around
-    assert len(clients.sagemaker.list_models()["Models"]) == 2
-
-    outcome = delete(plan.pipeline, clients, Quiet())
-    assert "endpoint nlp-direct" in outcome.deleted
-    assert clients.sagemaker.list_models()["Models"] == []
-    assert clients.sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
-    assert clients.sagemaker.list_endpoints()["Endpoints"] == []
-    targets = clients.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")
-    assert targets["ScalableTargets"] == []
-    assert status(plan.pipeline, clients) is None
-
-    again = delete(plan.pipeline, clients, Quiet())
-    assert (again.action, again.deleted) == ("absent", [])
-
-
 def test_folder_model_data_is_packed_and_uploaded_once(aws: None, tmp_path: Path) -> None:
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "model.txt").write_text("w")
@@ -154,8 +101,8 @@ def test_folder_model_data_is_packed_and_uploaded_once(aws: None, tmp_path: Path
     clients = recorded_clients(recorder)
     path = write_pipeline(tmp_path, model_data="weights", bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    first = deploy(_plan(path), clients, Quiet())
-    second = deploy(_plan(path), clients, Quiet())  # packs again, same bytes
+    first = deploy(plan_for(path), clients, Quiet())
+    second = deploy(plan_for(path), clients, Quiet())  # packs again, same bytes
     assert len(first.uploaded) == 1
     assert second.skipped_uploads == first.uploaded
     assert "GetCallerIdentity" not in recorder.ops()
@@ -169,50 +116,6 @@ def server(moto: MotoServer) -> MotoServer:
     """The shared server, emptied for each test: each deploys the same endpoint."""
     moto.reset()
     return moto
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.mark.aws
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["Direct", "Serial"])
-def test_server_deploy_update_delete(server: MotoServer, tmp_path: Path, mode: str) -> None:
-    recorder = Recorder()
-    clients = recorded_clients(recorder)
-    path = write_pipeline(tmp_path, mode=mode, autoscaling=True)
-    outcome = deploy(_plan(path), clients, Quiet())
-    assert outcome.action == "created"
-    (model,) = recorder.sent("CreateModel")
-    assert model["InferenceExecutionConfig"] == {"Mode": mode}
-    assert [c["ContainerHostname"] for c in model["Containers"]] == ["spacy", "textblob"]
-    assert clients.sagemaker.meta.endpoint_url == server.url
-    assert recorder.ops("application-autoscaling").count("RegisterScalableTarget") == 1
-
-    code, out, err = _cli("status", str(path), "--json")
-    assert code == 0, err
-    assert json.loads(out)["status"] == "InService"
-
-    changed = write_pipeline(tmp_path, mode=mode, autoscaling=True, extra_env="v2")
-    code, out, err = _cli("deploy", str(changed))
-    assert code == 0, err
-    assert "updated, InService" in out
-    described = clients.sagemaker.describe_endpoint(EndpointName=f"nlp-{mode.lower()}")
-    assert (
-        described["EndpointConfigName"] != recorder.sent("CreateEndpoint")[0]["EndpointConfigName"]
-    )
-    assert len(clients.sagemaker.list_models()["Models"]) == 1
-
-    code, out, err = _cli("delete", str(changed))
-    assert code == 0, err
-    assert clients.sagemaker.list_models()["Models"] == []
-    assert clients.sagemaker.list_endpoints()["Endpoints"] == []
-    code, out, err = _cli("delete", str(changed))
-    assert (code, out.strip()) == (0, f"nlp-{mode.lower()}: nothing to delete")
-    code, out, err = _cli("status", str(changed))
-    assert code == 1 and "not deployed" in out
 
 
 @pytest.mark.aws

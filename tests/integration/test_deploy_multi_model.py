@@ -13,11 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from composer.aws.deploy import DeployError, deploy
-from composer.aws.plan import Plan, preflight
 from composer.aws.report import Quiet
 from composer.cli import cli
-from composer.spec import load_pipeline
-from tests.aws_pipelines import REGION, ROLE, SPACY, TEXTBLOB
+from tests.aws_pipelines import REGION, ROLE, SPACY, TEXTBLOB, plan_for
 from tests.integration.aws_fixtures import Recorder, recorded_clients
 
 PREFIX = "sagemaker-composer/nlp-mm/spacy/models/"
@@ -56,16 +54,12 @@ def _project(folder: Path, *, model_data: str = "models", bucket: str | None = N
     return path
 
 
-def _plan(path: Path) -> Plan:
-    return preflight(load_pipeline(path), str(path), REGION)
-
-
 def test_folder_archives_go_under_one_prefix_and_model_is_multi_model(
     aws: None, tmp_path: Path
 ) -> None:
     recorder = Recorder()
     clients = recorded_clients(recorder)
-    outcome = deploy(_plan(_project(tmp_path)), clients, Quiet())
+    outcome = deploy(plan_for(_project(tmp_path)), clients, Quiet())
     assert (outcome.action, outcome.status) == ("created", "InService")
 
     bucket = "sagemaker-us-east-1-123456789012"
@@ -96,10 +90,10 @@ def test_an_added_archive_is_uploaded_alone_and_the_model_stays(aws: None, tmp_p
     clients = recorded_clients(recorder)
     path = _project(tmp_path, bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    first = deploy(_plan(path), clients, Quiet())
+    first = deploy(plan_for(path), clients, Quiet())
     _archive(tmp_path / "models" / "fr-rules.tar.gz", '{"lang": "fr"}')
     recorder.clear()
-    second = deploy(_plan(path), clients, Quiet())
+    second = deploy(plan_for(path), clients, Quiet())
     assert second.uploaded == [f"s3://my-models/{PREFIX}fr-rules.tar.gz"]
     assert sorted(second.skipped_uploads) == sorted(first.uploaded)
     assert second.action == "unchanged"
@@ -113,11 +107,11 @@ def test_a_changed_archive_under_the_same_name_is_refused_before_any_upload(
     clients = recorded_clients(Recorder())
     path = _project(tmp_path, bucket="my-models")
     clients.s3.create_bucket(Bucket="my-models")
-    deploy(_plan(path), clients, Quiet())
+    deploy(plan_for(path), clients, Quiet())
     _archive(tmp_path / "models" / "en-rules.tar.gz", '{"lang": "en", "v": 2}')
     _archive(tmp_path / "models" / "it-rules.tar.gz", '{"lang": "it"}')
     with pytest.raises(DeployError) as caught:
-        deploy(_plan(path), clients, Quiet())
+        deploy(plan_for(path), clients, Quiet())
     message = str(caught.value)
     assert "TargetModel 'en-rules.tar.gz'" in message
     assert "new file name" in message and "Nothing was uploaded" in message
@@ -129,7 +123,7 @@ def test_an_s3_prefix_is_used_as_is_and_nothing_is_uploaded(aws: None, tmp_path:
     recorder = Recorder()
     clients = recorded_clients(recorder)
     path = _project(tmp_path, model_data="s3://team-models/spacy")
-    outcome = deploy(_plan(path), clients, Quiet())
+    outcome = deploy(plan_for(path), clients, Quiet())
     assert outcome.uploaded == [] and "PutObject" not in recorder.ops()
     assert "CreateBucket" not in recorder.ops()
     (model,) = recorder.sent("CreateModel")

@@ -13,12 +13,13 @@ from click.testing import CliRunner
 
 from composer.aws import autoscaling
 from composer.aws.cloudformation import dumps, template
-from composer.aws.lockfile import lock_path, read_lock, update_lock, write_lock
+from composer.aws.lockfile import lock_path, locked_builds, read_lock, update_lock, write_lock
 from composer.aws.packing import pack_folder
 from composer.aws.plan import dry_run_document, preflight
 from composer.cli import cli
 from composer.errors import UsageError
 from composer.redaction import REDACTED, redact
+from composer.render.builds import BuiltFrom, built_from
 from composer.spec import load_pipeline
 from tests.aws_pipelines import ROLE, SPACY, TEXTBLOB, write_pipeline
 
@@ -131,6 +132,17 @@ def test_build_container_uses_the_locked_image(tmp_path: Path) -> None:
     assert plan.images == {"spacy": SPACY, "textblob": locked}
     model = plan.requests("bucket").model
     assert [c["Image"] for c in model["Containers"]] == [SPACY, locked]
+
+
+def test_locked_builds_map_each_pinned_uri_back_to_its_build_folder(tmp_path: Path) -> None:
+    path = write_pipeline(tmp_path, textblob_build=True)
+    assert locked_builds(load_pipeline(path)) == {}  # no lock file yet
+    locked = f"{TEXTBLOB.split(':')[0]}@{DIGEST}"
+    write_lock(lock_path(path), {"textblob": locked, "spacy": f"r.example/s@{DIGEST}"})
+    found = locked_builds(load_pipeline(path))
+    assert found == {locked: BuiltFrom(str(tmp_path / "textblob"), str(path), "textblob")}
+    # The local SageMaker takes what the lock file says over this machine's record.
+    assert built_from(locked) is None and built_from(locked, found) == found[locked]
 
 
 def test_name_too_long_with_hash_exits_2(tmp_path: Path) -> None:
