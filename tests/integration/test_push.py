@@ -65,6 +65,7 @@ def test_push_without_any_build_container_is_refused(tmp_path: Path) -> None:
 
 
 def test_ecr_repositories_and_token_against_moto(moto: MotoServer) -> None:
+    moto.reset()  # the push tests of this module create the same repositories
     ecr: object = boto3.client("ecr")  # the `moto` fixture points it at moto's server
     ecr.create_repository(repositoryName=f"{PREFIX}-spacy")  # type: ignore[attr-defined]
     login = ecr_login(ecr, [f"{PREFIX}-spacy", f"{PREFIX}-textblob"])  # one exists already
