@@ -100,6 +100,8 @@ class Lifecycle:
         #: Endpoint name -> its instances' numbers: never one twice for one name in this
         #: process, so a new copy's log files never overwrite an old one's.
         self._numbers: dict[str, itertools.count[int]] = {}
+        #: The control plane's region (operations.py sets it): the one its ARNs name.
+        self.region: str | None = None
         #: Endpoints whose lines carry no endpoint name (`up`'s own, as `up` prints them).
         self.unscoped: set[str] = set()
 
@@ -191,7 +193,9 @@ class Lifecycle:
             for _ in range(count):
                 instance_id = f"local-{next(numbers)}"
                 folder = self.root / "endpoints" / endpoint_name / variant.name / instance_id
-                pipeline = pipeline_for(plan, endpoint_name, variant.variant, folder, async_config)
+                pipeline = pipeline_for(
+                    plan, endpoint_name, variant.variant, folder, async_config, self.region
+                )
                 stack = contextlib.AsyncExitStack()
                 running.stack.push_async_callback(stack.aclose)
                 copy = await stack.enter_async_context(

@@ -85,6 +85,7 @@ class LocalSageMaker:
         self.lifecycle = lifecycle
         self.create_wait = create_wait
         self.region = _region()
+        lifecycle.region = self.region
         self.account_id = ACCOUNT_ID
         self._models: dict[str, _Model] = {}
         self._configs: dict[str, _Config] = {}
