@@ -22,6 +22,10 @@ from .trace import Trace
 from .variants import Variants
 
 
+def _in_flight(endpoint: Endpoint) -> int:
+    return endpoint.in_flight
+
+
 class EndpointRegistry:
     """Name -> Endpoint, with the settings every endpoint of one gateway shares.
 
@@ -78,7 +82,8 @@ class EndpointRegistry:
         """Serve one endpoint of several production variants or instances (config, weight,
         health each; one entry per instance, instances of a variant share its config's
         variant_name), in place of any endpoint of that name; traffic is split by weight over
-        the variants and evenly over a variant's instances (variants.py).
+        the variants, and a variant's share goes to its instance with the fewest InvokeEndpoint
+        requests in flight (variants.py).
 
         An instance already served with an equal config and the same health (its containers
         kept: a weight change, or a count change that adds or removes other copies) is kept as
@@ -93,7 +98,7 @@ class EndpointRegistry:
         for config, weight, health in variants:
             copies, _weight = served.setdefault(config.variant_name, ([], weight))
             copies.append(self._kept(old, config, health) or self._endpoint(config, health))
-        picker = Variants(name, served)
+        picker = Variants(name, served, load=_in_flight)
         self._pop(name)
         self._variants[name] = picker
         new = picker.instances

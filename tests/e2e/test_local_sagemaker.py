@@ -619,8 +619,9 @@ def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
 def test_instances_each_serve_and_their_count_changes_live(
     local: Up, images: dict[str, str]
 ) -> None:
-    """InitialInstanceCount 2 runs two copies that both answer; UpdateEndpointWeightsAndCapacities
-    takes the count to 1 with no request failing meanwhile; above the cap is refused."""
+    """InitialInstanceCount 2 runs two copies that both answer, the less busy one first;
+    UpdateEndpointWeightsAndCapacities takes the count to 1 with no request failing meanwhile;
+    above the cap is refused."""
     sm = local.sagemaker()
     sm.create_model(ModelName="twice", PrimaryContainer={"Image": images["echo"]})
     five = [{"VariantName": "v", "ModelName": "twice", "InitialInstanceCount": 5}]
@@ -646,6 +647,27 @@ def test_instances_each_serve_and_their_count_changes_live(
         return str(json.loads(answer["Body"].read()))
 
     assert len({whoami() for _ in range(6)}) == 2
+
+    # the least loaded copy answers: while one is busy, the other takes every request
+    slow: list[str] = []
+    busy = threading.Thread(
+        target=lambda: slow.append(
+            str(
+                json.loads(
+                    runtime.invoke_endpoint(
+                        EndpointName="twice",
+                        ContentType="application/json",
+                        Body=b'{"whoami": 1, "sleep": 3}',
+                    )["Body"].read()
+                )
+            )
+        )
+    )
+    busy.start()
+    time.sleep(1)
+    meanwhile = {whoami() for _ in range(5)}
+    busy.join()
+    assert len(meanwhile) == 1 and slow and meanwhile != set(slow), (meanwhile, slow)
 
     with _invoking_meanwhile(whoami) as failures:
         sm.update_endpoint_weights_and_capacities(

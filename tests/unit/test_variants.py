@@ -100,3 +100,15 @@ def test_serving_the_same_copies_again_keeps_them_and_their_sessions() -> None:
     assert registry.put(_copy("local-2"), health[1]) is two[1]
     assert registry.serving("e") == [two[1]]
     asyncio.run(registry.close())
+
+
+def test_the_least_loaded_instance_of_the_variant_answers_ties_take_turns() -> None:
+    in_flight = {"A": 0, "B1": 2, "B2": 0, "B3": 1}
+    variants = Variants(
+        "e", {"a": (["A"], 0.0), "b": (["B1", "B2", "B3"], 1.0)}, load=in_flight.__getitem__
+    )
+    assert [variants.pick(None) for _ in range(3)] == ["B2", "B2", "B2"]
+    in_flight["B2"] = 1
+    assert [variants.pick("b") for _ in range(4)] == ["B3", "B2", "B3", "B2"]  # ties: in turn
+    in_flight.update(B1=0, B2=0, B3=0)
+    assert [variants.pick("b") for _ in range(3)] == ["B3", "B1", "B2"]
