@@ -567,6 +567,23 @@ def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Pa
         assert json.loads(answer["Body"].read())["model"]["name"] == name
 
 
+def _two_variants(sm: Any, name: str, image: str, a: float, b: float) -> dict[str, Any]:
+    """Model, config and endpoint `name`: variants a and b of one container, weighed a:b; its
+    description once InService."""
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image})
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "a", "ModelName": name, "InitialVariantWeight": a},
+            {"VariantName": "b", "ModelName": name, "InitialVariantWeight": b},
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    described = _wait_status(sm, name)
+    assert described["EndpointStatus"] == "InService", described
+    return described
+
+
 def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
     local: Up, images: dict[str, str]
 ) -> None:
@@ -574,17 +591,7 @@ def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
     the variant that answered; UpdateEndpointWeightsAndCapacities moves traffic with no request
     failing meanwhile."""
     sm = local.sagemaker()
-    sm.create_model(ModelName="split", PrimaryContainer={"Image": images["greeter"]})
-    sm.create_endpoint_config(
-        EndpointConfigName="split",
-        ProductionVariants=[
-            {"VariantName": "a", "ModelName": "split", "InitialVariantWeight": 1.0},
-            {"VariantName": "b", "ModelName": "split", "InitialVariantWeight": 3.0},
-        ],
-    )
-    sm.create_endpoint(EndpointName="split", EndpointConfigName="split")
-    described = _wait_status(sm, "split")
-    assert described["EndpointStatus"] == "InService", described
+    described = _two_variants(sm, "split", images["greeter"], 1.0, 3.0)
     weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
     assert weights == {"a": 1.0, "b": 3.0}
     answered = [_invoke(local, "split", None)[1] for _ in range(40)]
@@ -822,17 +829,7 @@ def test_a_session_survives_a_weight_change(local: Up, tmp_path: Path) -> None:
     """UpdateEndpointWeightsAndCapacities on two variants: the same copies serve the new split,
     so a session opened before goes on counting after."""
     sm = local.sagemaker()
-    image = _counter_image(tmp_path)
-    sm.create_model(ModelName="weighed", PrimaryContainer={"Image": image})
-    sm.create_endpoint_config(
-        EndpointConfigName="weighed",
-        ProductionVariants=[
-            {"VariantName": "a", "ModelName": "weighed", "InitialVariantWeight": 1.0},
-            {"VariantName": "b", "ModelName": "weighed", "InitialVariantWeight": 1.0},
-        ],
-    )
-    sm.create_endpoint(EndpointName="weighed", EndpointConfigName="weighed")
-    assert _wait_status(sm, "weighed")["EndpointStatus"] == "InService"
+    _two_variants(sm, "weighed", _counter_image(tmp_path), 1.0, 1.0)
     runtime = local.client()
     call = {"EndpointName": "weighed", "ContentType": "application/json", "Body": b"{}"}
     opened = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")
