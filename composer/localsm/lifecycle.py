@@ -187,11 +187,14 @@ class Lifecycle:
         """`count` more copies of a variant's containers, started and pinged (not served yet);
         each stops alone (`stop_copies`) or with the set. None is left if one fails."""
         numbers = self._numbers.setdefault(endpoint_name, itertools.count(1))
+        taken = {e.instance_id for v in running.variants for e in v.instances}  # `up`'s local-1
         total = len(variant.instances) + count
         added: list[LocalEndpoint] = []
         try:
             for _ in range(count):
                 instance_id = f"local-{next(numbers)}"
+                while instance_id in taken:
+                    instance_id = f"local-{next(numbers)}"
                 folder = self.root / "endpoints" / endpoint_name / variant.name / instance_id
                 pipeline = pipeline_for(
                     plan, endpoint_name, variant.variant, folder, async_config, self.region

@@ -414,6 +414,23 @@ def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str])
         assert recorder.problems == []
         answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 1}')
         assert json.loads(answer["Body"].read()) == {"a": 1}
+        assert any(re.match(r"echo +\| ", line) for line in up.lines)  # as `up` always printed
+        (own,) = _served(up, "upcp")
+        # up's images are its own (no `sm-compose build` recorded them): a second copy cannot
+        # start, and up's copy serves on, InService with the reason
+        variant = described["ProductionVariants"][0]["VariantName"]
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="upcp",
+            DesiredWeightsAndCapacities=[{"VariantName": variant, "DesiredInstanceCount": 2}],
+        )
+        described = _wait_status(sm, "upcp")
+        assert described["EndpointStatus"] == "InService"
+        assert "runs only under an OCI engine" in described["FailureReason"]
+        counts = described["ProductionVariants"][0]
+        assert counts["CurrentInstanceCount"] == counts["DesiredInstanceCount"] == 1
+        assert _served(up, "upcp") == [own]
+        answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 2}')
+        assert json.loads(answer["Body"].read()) == {"a": 2}
         _single(sm, "beside", images["greeter"])  # another endpoint beside up's
         sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
         assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
