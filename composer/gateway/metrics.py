@@ -101,7 +101,8 @@ class GatewayMetrics:
 class EndpointMetrics:
     """One endpoint instance's series: per container, and endpoint-level (`container=""`).
 
-    An endpoint served again under the same name (replaced) keeps counting in the same series.
+    An endpoint served again under the same name and instance id (replaced, as `up` replaces its
+    one) keeps counting in the same series; copies with new instance ids count in new ones.
     """
 
     def __init__(self, metrics: GatewayMetrics, config: GatewayConfig) -> None:

@@ -397,6 +397,8 @@ class LocalSageMaker:
             for variant, _count in changes:
                 kept = len(variant.instances)
                 variant.variant = {**variant.variant, "InitialInstanceCount": kept}
+            if not endpoint.deleted:
+                lifecycle.serve(endpoint.name, running)  # the same copies; new weights, if any
             endpoint.failure_reason = failure_reason(exc)
             endpoint.status = "InService"
             endpoint.modified = time.time()

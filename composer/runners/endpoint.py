@@ -136,9 +136,9 @@ async def started_containers(
     instance_id: str = "local-1",
 ) -> AsyncIterator[LocalEndpoint]:
     """A set of the pipeline's containers, every one up and pinged and supervised; all stopped on
-    exit. No gateway: `gateway_config(set.pipeline, set.containers, set.prepared)` is what one
-    serves. `running_endpoint` runs one set behind its own gateway; the local SageMaker
-    (composer/localsm/) runs one set per endpoint (two while an update starts) behind one.
+    exit. No gateway: `set.config()` is what one serves. `running_endpoint` runs one set behind
+    its own gateway; the local SageMaker (composer/localsm/) runs one set per endpoint and
+    variant instance (more while an update starts) behind one.
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
     /ping, at the first start and at every restart). `scope` prefixes each log line (e.g.
