@@ -167,11 +167,14 @@ def add_routes(app: web.Application, endpoints: EndpointRegistry) -> None:
                         "name": name,
                         "mode": config.mode,
                         "variant": config.variant_name,
+                        "instance": config.instance_id,
                         "containers": [
                             {
                                 "hostname": c.hostname,
                                 "url": c.url,
                                 "up": health is None or health.is_up(c.hostname),
+                                "log_path": c.log_path,
+                                "log_stream_arn": config.log_stream_arn(c.hostname),
                             }
                             for c in config.containers
                         ],

@@ -95,6 +95,9 @@ class GatewayConfig:
     mode: Mode
     containers: tuple[Upstream, ...]
     variant_name: str = "AllTraffic"
+    #: Which copy of its variant this is, as SageMaker names an instance in its log streams
+    #: (`i-...` there); the local SageMaker numbers a variant's copies local-1, local-2, ...
+    instance_id: str = "local-1"
     region: str = DEFAULT_REGION
     account_id: str = "000000000000"
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
@@ -117,6 +120,7 @@ class GatewayConfig:
         for what, value in (
             ("endpoint_name", self.endpoint_name),
             ("variant_name", self.variant_name),
+            ("instance_id", self.instance_id),
         ):
             if not NAME_RULE.fullmatch(value):
                 raise ValueError(f"{what} {value!r} is not a valid SageMaker name")
@@ -134,9 +138,19 @@ class GatewayConfig:
                 return c
         return None
 
+    @property
+    def log_group(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    def log_stream(self, hostname: str) -> str:
+        """SageMaker's stream name: `VARIANT/INSTANCE-ID`, and `/HOSTNAME` after it when the
+        endpoint has several containers (Direct or Serial), as CloudWatch names them."""
+        stream = f"{self.variant_name}/{self.instance_id}"
+        return f"{stream}/{hostname}" if len(self.containers) > 1 else stream
+
     def log_stream_arn(self, hostname: str) -> str:
-        """The ARN SageMaker would name; `local` stands where the instance id would be."""
+        """The ARN of the stream SageMaker would write `hostname`'s output to."""
         return (
-            f"arn:aws:logs:{self.region}:{self.account_id}:log-group:/aws/sagemaker/Endpoints/"
-            f"{self.endpoint_name}:log-stream:{self.variant_name}/local/{hostname}"
+            f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{self.log_group}"
+            f":log-stream:{self.log_stream(hostname)}"
         )

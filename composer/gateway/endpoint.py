@@ -74,6 +74,9 @@ class Endpoint:
             if c.model_source is not None
         }
         self.sessions = SessionTable(config.endpoint_name)
+        #: InvokeEndpoint requests being answered: the least loaded of a variant's instances
+        #: gets the next request (variants.py).
+        self.in_flight = 0
         #: The gateway's per-hop trace (trace.py); None: not recorded.
         self.trace: Trace | None = None
         self.async_invoker: AsyncInvoker | None = None
@@ -141,6 +144,7 @@ class Endpoint:
         overhead_label: str | None = None
         if self.trace is not None:
             REQUEST_ID.set(request_id)
+        self.in_flight += 1
         try:
             config = self.config
             name = config.endpoint_name
@@ -185,6 +189,7 @@ class Endpoint:
         except Exception as e:
             return self.failure(request_id, e)
         finally:
+            self.in_flight -= 1
             if overhead_label is not None:
                 overhead = time.perf_counter_ns() - started - in_containers
                 self.metrics.of(overhead_label).overhead_latency.observe(overhead / 1000)

@@ -2,7 +2,9 @@
 
 Names follow CloudWatch (AWS/SageMaker namespace); latencies are in microseconds, as there.
 Each gateway owns its registry, so two gateways in one process never share counters; every
-endpoint it serves reports into it under its own `endpoint` label.
+endpoint it serves reports into it under its own `endpoint` label, and each copy of a variant
+(instance) under its own `instance` label. The labels stand for CloudWatch's dimensions
+(`DIMENSIONS`); each series' labels are bound once, when its endpoint is served.
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from .config import GatewayConfig
 
-__all__ = ["CONTENT_TYPE", "EndpointMetrics", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE", "DIMENSIONS", "EndpointMetrics", "GatewayMetrics"]
 
 ENDPOINT_LEVEL = ""  # container label of what happens before/around any container
-_LABELS = ("endpoint", "variant", "container")
+_LABELS = ("endpoint", "variant", "container", "instance")
+#: Label -> the CloudWatch dimension it stands for (InstanceId: SageMaker reports per-instance
+#: figures under the variant; here each copy has its own series).
+DIMENSIONS = {
+    "endpoint": "EndpointName",
+    "variant": "VariantName",
+    "container": "ContainerName",
+    "instance": "InstanceId",
+}
 # 100 us .. 60 s, roughly x2.5 steps: microsecond units as CloudWatch reports them.
 _BUCKETS = (
     100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0,
@@ -29,7 +39,7 @@ _BUCKETS = (
 class _Children:
     """Pre-bound label children: the hot path does no label lookups."""
 
-    def __init__(self, m: GatewayMetrics, labels: tuple[str, str, str]) -> None:
+    def __init__(self, m: GatewayMetrics, labels: tuple[str, ...]) -> None:
         self.invocations = m.invocations.labels(*labels)
         self.errors_4xx = m.errors_4xx.labels(*labels)
         self.errors_5xx = m.errors_5xx.labels(*labels)
@@ -89,16 +99,25 @@ class GatewayMetrics:
 
 
 class EndpointMetrics:
-    """One endpoint's series: per container, and endpoint-level (`container=""`).
+    """One endpoint instance's series: per container, and endpoint-level (`container=""`).
 
-    An endpoint served again under the same name (replaced) keeps counting in the same series.
+    An endpoint served again under the same name and instance id (replaced, as `up` replaces its
+    one) keeps counting in the same series; copies with new instance ids count in new ones.
     """
 
     def __init__(self, metrics: GatewayMetrics, config: GatewayConfig) -> None:
         self._metrics = metrics
-        e, v = config.endpoint_name, config.variant_name
-        self.labels = {(e, v, c.hostname) for c in config.containers} | {(e, v, ENDPOINT_LEVEL)}
+        e, v, i = config.endpoint_name, config.variant_name, config.instance_id
+        hosts = [c.hostname for c in config.containers] + [ENDPOINT_LEVEL]
+        self.labels = {(e, v, host, i) for host in hosts}
         self._children = {labels[2]: _Children(metrics, labels) for labels in self.labels}
+
+    def dimensions(self, container: str) -> dict[str, str]:
+        """The CloudWatch dimensions of `container`'s series (ENDPOINT_LEVEL: the endpoint's)."""
+        (labels,) = [labels for labels in self.labels if labels[2] == container]
+        return {
+            DIMENSIONS[name]: value for name, value in zip(_LABELS, labels, strict=True) if value
+        }
 
     def of(self, container: str) -> _Children:
         return self._children[container]

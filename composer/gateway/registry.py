@@ -22,6 +22,10 @@ from .trace import Trace
 from .variants import Variants
 
 
+def _in_flight(endpoint: Endpoint) -> int:
+    return endpoint.in_flight
+
+
 class EndpointRegistry:
     """Name -> Endpoint, with the settings every endpoint of one gateway shares.
 
@@ -64,9 +68,10 @@ class EndpointRegistry:
         return list(several.instances) if several is not None else []
 
     def put(self, config: GatewayConfig, health: Health | None = None) -> Endpoint:
-        """Serve `config` under its name, in place of any endpoint of that name."""
-        new = self._endpoint(config, health)
+        """Serve `config` under its name, in place of any endpoint of that name (one served with
+        this very config and health goes on serving, its sessions open: see `put_variants`)."""
         old = self._pop(config.endpoint_name)
+        new = self._kept(old, config, health) or self._endpoint(config, health)
         self._by_name[config.endpoint_name] = new
         self._replaced(old, [new])
         return new
@@ -77,17 +82,24 @@ class EndpointRegistry:
         """Serve one endpoint of several production variants or instances (config, weight,
         health each; one entry per instance, instances of a variant share its config's
         variant_name), in place of any endpoint of that name; traffic is split by weight over
-        the variants and evenly over a variant's instances (variants.py)."""
+        the variants, and a variant's share goes to its instance with the fewest InvokeEndpoint
+        requests in flight (variants.py).
+
+        An instance already served with an equal config and the same health (its containers
+        kept: a weight change, or a count change that adds or removes other copies) is kept as
+        it is, with its open sessions, connections and requests in flight.
+        """
         names = {config.endpoint_name for config, _w, _h in variants}
         if len(names) != 1:
             raise ValueError(f"variants of one endpoint share its name; got {sorted(names)}")
         (name,) = names
+        old = self.serving(name)
         served: dict[str, tuple[list[Endpoint], float]] = {}
         for config, weight, health in variants:
             copies, _weight = served.setdefault(config.variant_name, ([], weight))
-            copies.append(self._endpoint(config, health))
-        picker = Variants(name, served)
-        old = self._pop(name)
+            copies.append(self._kept(old, config, health) or self._endpoint(config, health))
+        picker = Variants(name, served, load=_in_flight)
+        self._pop(name)
         self._variants[name] = picker
         new = picker.instances
         self._replaced(old, new)
@@ -110,6 +122,13 @@ class EndpointRegistry:
         endpoint.trace = self.trace
         return endpoint
 
+    @staticmethod
+    def _kept(old: list[Endpoint], config: GatewayConfig, health: Health | None) -> Endpoint | None:
+        for endpoint in old:
+            if endpoint.config == config and endpoint.health is health:
+                return endpoint
+        return None
+
     def _pop(self, name: str) -> list[Endpoint]:
         """What serves `name` now (one endpoint, or one per variant), no longer looked up."""
         single = self._by_name.pop(name, None)
@@ -119,9 +138,12 @@ class EndpointRegistry:
         return several.instances if several is not None else []
 
     def _replaced(self, old: list[Endpoint], new: list[Endpoint]) -> None:
-        by_variant = {e.config.variant_name: e for e in new}
+        """Retire what no longer serves (a kept endpoint is in both lists and goes on)."""
+        by_copy = {(e.config.variant_name, e.config.instance_id): e for e in new}
         for endpoint in old:
-            successor = by_variant.get(endpoint.config.variant_name)
+            if any(endpoint is e for e in new):
+                continue
+            successor = by_copy.get((endpoint.config.variant_name, endpoint.config.instance_id))
             endpoint.metrics.forget(keep=successor.metrics if successor is not None else None)
             self._retire(endpoint)
 

@@ -4,6 +4,16 @@ CreateEndpoint, UpdateEndpoint and DeleteEndpoint all come down to the same thre
 a set of containers (runners/endpoint.py's `started_containers`) until each passes /ping, serve
 it under the endpoint's name in the gateway's registry (an atomic replace), stop the set it
 replaced. A set that fails to start never reaches the registry, so what served goes on serving.
+
+A change of weights serves the same copies again, and a change of instance count starts only the
+added copies (or stops only the removed ones): the registry keeps serving a copy it already
+serves as it was, so the sessions open on it stay open.
+
+Names: a variant's copies are numbered `local-1`, `local-2`, ... (never twice for one endpoint
+name), which is the INSTANCE-ID of their log streams (`VARIANT/INSTANCE-ID[/HOSTNAME]`), of
+their log files (`logs/ENDPOINT/VARIANT/INSTANCE-ID/HOSTNAME.log`) and of their metrics; their
+printed lines are prefixed `ENDPOINT/VARIANT/INSTANCE-ID/HOSTNAME |`, without the variant when
+the endpoint has one, and without the instance when the variant has one.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from typing import Any
 from ..errors import ComposerError
 from ..gateway import EndpointRegistry
 from ..runners.contract import Runner
-from ..runners.endpoint import LocalEndpoint, gateway_config, started_containers
+from ..runners.endpoint import LocalEndpoint, started_containers
 from ..runners.process import ProcessRunner
 from .pipelines import ModelPlan, pipeline_for
 
@@ -41,6 +51,10 @@ class RunningVariant:
     variant: dict[str, Any]
     images: list[str]
     instances: list[LocalEndpoint]
+    #: instance id -> what stops that copy alone (none for a copy started elsewhere: `up`'s).
+    stops: dict[str, contextlib.AsyncExitStack] = field(default_factory=dict)
+    #: What its copies run (more copies start from it when the instance count grows).
+    plan: ModelPlan | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +73,7 @@ class RunningSet:
     variants: list[RunningVariant]
     stack: contextlib.AsyncExitStack
     started: float = field(default_factory=time.time)
+    async_config: dict[str, Any] | None = None  # the endpoint config's AsyncInferenceConfig
 
     async def stop(self) -> None:
         await self.stack.aclose()
@@ -82,7 +97,13 @@ class Lifecycle:
         self.out = out
         self.host = host
         self.registry: EndpointRegistry | None = None  # the gateway's, once it listens
-        self._generation = itertools.count(1)
+        #: Endpoint name -> its instances' numbers: never one twice for one name in this
+        #: process, so a new copy's log files never overwrite an old one's.
+        self._numbers: dict[str, itertools.count[int]] = {}
+        #: The control plane's region (operations.py sets it): the one its ARNs name.
+        self.region: str | None = None
+        #: Endpoints whose lines carry no endpoint name (`up`'s own, as `up` prints them).
+        self.unscoped: set[str] = set()
 
     def runner_for(self, plan: ModelPlan) -> Runner:
         """Local processes when every image is ours; else the engine, if `local` has one."""
@@ -97,6 +118,31 @@ class Lifecycle:
             )
         return self.engine_runner
 
+    def log_dir(self, endpoint_name: str, variant_name: str, instance_id: str) -> Path:
+        """Where a copy's containers log: `logs/ENDPOINT/VARIANT/INSTANCE-ID/HOSTNAME.log`, the
+        local twin of SageMaker's log group and stream names."""
+        return self.root / "logs" / endpoint_name / variant_name / instance_id
+
+    def scope(self, endpoint_name: str, variant: str | None, instance: str | None) -> str:
+        """A log line's prefix before the hostname: `endpoint/variant/instance/`, each part only
+        where it tells copies apart (several variants; several instances of the variant)."""
+        parts = [] if endpoint_name in self.unscoped else [endpoint_name]
+        parts += [p for p in (variant, instance) if p is not None]
+        return "".join(f"{p}/" for p in parts)
+
+    def relabel(self, endpoint_name: str, running: RunningSet) -> None:
+        """Each copy's log prefix, once the set's variants and counts are what they are."""
+        several = len(running.variants) > 1
+        for v in running.variants:
+            for e in v.instances:
+                e.relabel(
+                    self.scope(
+                        endpoint_name,
+                        v.name if several else None,
+                        e.instance_id if len(v.instances) > 1 else None,
+                    )
+                )
+
     async def start(
         self,
         endpoint_name: str,
@@ -106,51 +152,99 @@ class Lifecycle:
     ) -> RunningSet:
         """A new set for the endpoint: each variant's (plan, variant, images) started, every
         container pinged; raises ComposerError if not (and stops what had started)."""
-        generation = next(self._generation)
-        stack = contextlib.AsyncExitStack()
-        started: list[RunningVariant] = []
+        running = RunningSet(
+            config_name, [], contextlib.AsyncExitStack(), async_config=async_config
+        )
         try:
             for plan, variant, images in variants:
-                copies = []
-                for copy in range(instance_count(variant)):
-                    folder = self.root / f"{endpoint_name}-{generation}"
-                    if len(variants) > 1:
-                        folder = folder / str(variant["VariantName"])
-                    if copy:
-                        folder = folder / f"instance-{copy + 1}"
-                    pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
-                    copies.append(
-                        await stack.enter_async_context(
-                            started_containers(
-                                pipeline,
-                                host=self.host,
-                                runner=self.runner_for(plan),
-                                out=self.out,
-                                progress=lambda _message: None,
-                                scope=f"{endpoint_name}/",
-                            )
-                        )
-                    )
-                started.append(RunningVariant(variant, images, copies))
+                started = RunningVariant(variant, images, [], plan=plan)
+                running.variants.append(started)
+                await self.add_copies(
+                    endpoint_name,
+                    running,
+                    started,
+                    plan,
+                    instance_count(variant),
+                    async_config,
+                    several=len(variants) > 1,
+                )
         except BaseException:
-            await stack.aclose()
+            await running.stop()
             raise
-        return RunningSet(config_name, started, stack)
+        return running
+
+    async def add_copies(
+        self,
+        endpoint_name: str,
+        running: RunningSet,
+        variant: RunningVariant,
+        plan: ModelPlan,
+        count: int,
+        async_config: dict[str, Any] | None,
+        *,
+        several: bool,
+    ) -> list[LocalEndpoint]:
+        """`count` more copies of a variant's containers, started and pinged (not served yet);
+        each stops alone (`stop_copies`) or with the set. None is left if one fails."""
+        numbers = self._numbers.setdefault(endpoint_name, itertools.count(1))
+        taken = {e.instance_id for v in running.variants for e in v.instances}  # `up`'s local-1
+        total = len(variant.instances) + count
+        added: list[LocalEndpoint] = []
+        try:
+            for _ in range(count):
+                instance_id = f"local-{next(numbers)}"
+                while instance_id in taken:
+                    instance_id = f"local-{next(numbers)}"
+                folder = self.root / "endpoints" / endpoint_name / variant.name / instance_id
+                pipeline = pipeline_for(
+                    plan, endpoint_name, variant.variant, folder, async_config, self.region
+                )
+                stack = contextlib.AsyncExitStack()
+                running.stack.push_async_callback(stack.aclose)
+                copy = await stack.enter_async_context(
+                    started_containers(
+                        pipeline,
+                        host=self.host,
+                        runner=self.runner_for(plan),
+                        out=self.out,
+                        progress=lambda _message: None,
+                        scope=self.scope(
+                            endpoint_name,
+                            variant.name if several else None,
+                            instance_id if total > 1 else None,
+                        ),
+                        log_dir=self.log_dir(endpoint_name, variant.name, instance_id),
+                        instance_id=instance_id,
+                    )
+                )
+                variant.stops[instance_id] = stack
+                added.append(copy)
+        except BaseException:
+            await self.stop_copies(variant, added)
+            raise
+        variant.instances.extend(added)
+        return added
+
+    async def stop_copies(self, variant: RunningVariant, copies: list[LocalEndpoint]) -> None:
+        """Stop these copies of the variant (no longer served), leaving the others running."""
+        for copy in copies:
+            variant.instances = [e for e in variant.instances if e is not copy]
+            stack = variant.stops.pop(copy.instance_id, None)
+            if stack is not None:
+                await stack.aclose()
 
     def serve(self, name: str, running: RunningSet) -> None:
         """Route the endpoint's requests to this set from now on (atomic, registry.py); several
-        variants split them by weight."""
+        variants split them by weight. A copy served already goes on as it was (registry.py's
+        `put_variants`): its sessions stay open."""
         if self.registry is None:
             raise ComposerError("the gateway is not listening yet")
-        served = [
-            (gateway_config(e.pipeline, e.containers, e.prepared), v.weight, e)
-            for v in running.variants
-            for e in v.instances
-        ]
+        served = [(e.config(), v.weight, e) for v in running.variants for e in v.instances]
         if len(served) == 1:
             self.registry.put(served[0][0], health=served[0][2])
         else:
             self.registry.put_variants([(c, w, e) for c, w, e in served])
+        self.relabel(name, running)
 
     def unserve(self, name: str) -> None:
         if self.registry is not None:

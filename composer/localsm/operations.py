@@ -94,6 +94,7 @@ class LocalSageMaker:
         #: Image references lock files map to build folders (`local --pipeline`, `up`'s own).
         self.known_images = dict(known_images or {})
         self.region = _region()
+        lifecycle.region = self.region
         self.account_id = ACCOUNT_ID
         self._models: dict[str, _Model] = {}
         self._configs: dict[str, _Config] = {}
@@ -170,16 +171,20 @@ class LocalSageMaker:
             if status != 200:
                 raise ApiError(f"{operation}: {answer.get('message')}")
         config = self._config(requests["config"]["EndpointConfigName"])
-        ((_plan, variant, images),) = self._deployable(config)
+        ((plan, variant, images),) = self._deployable(config)
         name = requests["endpoint"]["EndpointName"]
         now = time.time()
         adopted = _Endpoint(name, self._arn("endpoint", name), config.name, now, now)
         adopted.status = "InService"
         # The containers are the caller's: stopping this set stops nothing.
         adopted.running = RunningSet(
-            config.name, [RunningVariant(variant, images, [endpoint])], contextlib.AsyncExitStack()
+            config.name,
+            [RunningVariant(variant, images, [endpoint], plan=plan)],
+            contextlib.AsyncExitStack(),
+            async_config=config.document.get("AsyncInferenceConfig"),
         )
         self._endpoints[name] = adopted
+        self.lifecycle.unscoped.add(name)  # its lines as `up` prints them: no endpoint name
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -336,8 +341,8 @@ class LocalSageMaker:
         return {"EndpointArn": endpoint.arn}
 
     async def update_weights_and_capacities(self, document: _Document) -> _Document:
-        """Variants' weights, live (the gateway's split switches at once); instance counts only
-        as far as one instance runs here."""
+        """Variants' weights, live (the gateway's split switches at once, over the same copies);
+        instance counts by starting or stopping only the copies added or removed."""
         endpoint = self._endpoint(document["EndpointName"])
         running = endpoint.running
         if endpoint.status != "InService" or running is None:
@@ -355,7 +360,7 @@ class LocalSageMaker:
             count = desired.get("DesiredInstanceCount")
             if count is not None:
                 _check_count("DesiredInstanceCount", {"InitialInstanceCount": count})
-        recount = False
+        recount: list[tuple[RunningVariant, int]] = []
         for desired in document["DesiredWeightsAndCapacities"]:
             found = by_name[desired["VariantName"]]
             if desired.get("DesiredWeight") is not None:
@@ -363,17 +368,66 @@ class LocalSageMaker:
             count = desired.get("DesiredInstanceCount")
             if count is not None and count != len(found.instances):
                 found.variant = {**found.variant, "InitialInstanceCount": count}
-                recount = True
+                recount.append((found, count))
         endpoint.modified = time.time()
-        if recount:  # a new set with the new counts beside this one, then the swap
-            config = self._config(running.config_name)
-            current = {v.name: v.variant for v in running.variants}
-            variants = [(p, current[v["VariantName"]], i) for p, v, i in self._deployable(config)]
+        if recount:  # the added copies start beside the running ones, or the removed ones stop
             endpoint.status = "Updating"
-            endpoint.task = self._spawn(self._deploy(endpoint, config, variants))
+            endpoint.task = self._spawn(self._recount(endpoint, running, recount))
         elif len(running.variants) > 1:
-            self.lifecycle.serve(endpoint.name, running)  # the new split, an atomic swap
+            self.lifecycle.serve(endpoint.name, running)  # the new split; the same copies
         return {"EndpointArn": endpoint.arn}
+
+    async def _recount(
+        self, endpoint: _Endpoint, running: RunningSet, changes: list[tuple[RunningVariant, int]]
+    ) -> None:
+        """New instance counts: only the added copies start (each passes /ping), then they are
+        served beside the kept ones; removed copies are served no more, then stop. The kept
+        copies run on, their sessions open. A failed start stops what it started and leaves the
+        endpoint as it was, InService with FailureReason set."""
+        lifecycle = self.lifecycle
+        added: list[tuple[RunningVariant, list[LocalEndpoint]]] = []
+        try:
+            for variant, count in changes:
+                more = count - len(variant.instances)
+                if more > 0 and variant.plan is not None:
+                    copies = await lifecycle.add_copies(
+                        endpoint.name,
+                        running,
+                        variant,
+                        variant.plan,
+                        more,
+                        running.async_config,
+                        several=len(running.variants) > 1,
+                    )
+                    added.append((variant, copies))
+        except Exception as exc:  # a ComposerError says what failed; anything else is ours
+            for variant, copies in added:
+                await lifecycle.stop_copies(variant, copies)
+            for variant, _count in changes:
+                kept = len(variant.instances)
+                variant.variant = {**variant.variant, "InitialInstanceCount": kept}
+            if not endpoint.deleted:
+                lifecycle.serve(endpoint.name, running)  # the same copies; new weights, if any
+            endpoint.failure_reason = failure_reason(exc)
+            endpoint.status = "InService"
+            endpoint.modified = time.time()
+            lifecycle.out(f"sm-compose: endpoint {endpoint.name}: new instance count failed: {exc}")
+            return
+        if endpoint.deleted:
+            return  # its teardown stops the whole set, added copies too
+        removed: list[tuple[RunningVariant, list[LocalEndpoint]]] = []
+        for variant, count in changes:
+            if count < len(variant.instances):
+                removed.append((variant, variant.instances[count:]))
+                variant.instances = variant.instances[:count]
+        lifecycle.serve(endpoint.name, running)
+        endpoint.status = "InService"
+        endpoint.failure_reason = None
+        endpoint.modified = time.time()
+        counts = ", ".join(f"{v.name} {len(v.instances)}" for v, _count in changes)
+        lifecycle.out(f"sm-compose: endpoint {endpoint.name} InService (instances: {counts})")
+        for variant, copies in removed:
+            await lifecycle.stop_copies(variant, copies)
 
     async def _deploy(
         self,

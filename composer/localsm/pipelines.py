@@ -145,8 +145,11 @@ def pipeline_for(
     variant: dict[str, Any],
     folder: Path,
     async_config: dict[str, Any] | None = None,
+    region: str | None = None,
 ) -> Pipeline:
-    """The pipeline an endpoint's variant runs; its working files go under `folder`."""
+    """The pipeline an endpoint's variant runs; its working files go under `folder`.
+
+    `region`: the control plane's, so the gateway's log stream ARNs name it."""
     endpoint: dict[str, Any] = {}
     for field, member in _VARIANT_FIELDS.items():
         if variant.get(member) is not None:
@@ -157,6 +160,8 @@ def pipeline_for(
         "containers": [dict(c) for c in plan.containers],
         "endpoint": endpoint,
     }
+    if region is not None:
+        spec["aws"] = {"region": region}
     if async_config:
         output = async_config.get("OutputConfig") or {}
         client = async_config.get("ClientConfig") or {}

@@ -44,20 +44,39 @@ class LocalEndpoint:
     gateway_url: str
     prepared: list[Prepared] = field(default_factory=list)
     gateway: Gateway | None = None
+    #: Which copy of its variant this set is (GatewayConfig.instance_id, its log streams).
+    instance_id: str = "local-1"
 
     def __post_init__(self) -> None:
         self._by_host = {c.hostname: c for c in self.containers}
+        self._config: GatewayConfig | None = None
 
     def is_up(self, hostname: str) -> bool:
         """Asked by the gateway before every container call: a dict lookup, not a scan."""
         found = self._by_host.get(hostname)
         return found is not None and found.is_up()
 
+    def relabel(self, scope: str) -> None:
+        """Prefix this set's log lines with `scope` from now on (e.g. `endpoint/variant/`)."""
+        for container in self.containers:
+            container.sink.scope = scope
+
+    def config(self) -> GatewayConfig:
+        """What the gateway serves for this set, made once: serving it again (new weights,
+        other copies added or removed) gives the registry an equal config, which keeps this
+        set's gateway endpoint and its open sessions."""
+        if self._config is None:
+            self._config = gateway_config(
+                self.pipeline, self.containers, self.prepared, self.instance_id
+            )
+        return self._config
+
 
 def gateway_config(
     pipeline: Pipeline,
     containers: Sequence[ManagedContainer],
     prepared: Sequence[Prepared] = (),
+    instance_id: str = "local-1",
 ) -> GatewayConfig:
     by_host = {c.hostname: c for c in pipeline.containers}
     sources = {p.container.hostname: _model_source(pipeline, p) for p in prepared if p.models}
@@ -75,6 +94,7 @@ def gateway_config(
             for m in containers
         ),
         variant_name=pipeline.endpoint.variant_name,
+        instance_id=instance_id,
         region=pipeline.aws.region or DEFAULT_REGION,
         async_inference=_async_settings(pipeline),
     )
@@ -112,21 +132,25 @@ async def started_containers(
     startup_timeout: float | None = None,
     scope: str = "",
     log_stream: IO[str] | None = None,
+    log_dir: Path | None = None,
+    instance_id: str = "local-1",
 ) -> AsyncIterator[LocalEndpoint]:
     """A set of the pipeline's containers, every one up and pinged and supervised; all stopped on
-    exit. No gateway: `gateway_config(set.pipeline, set.containers, set.prepared)` is what one
-    serves. `running_endpoint` runs one set behind its own gateway; the local SageMaker
-    (composer/localsm/) runs one set per endpoint (two while an update starts) behind one.
+    exit. No gateway: `set.config()` is what one serves. `running_endpoint` runs one set behind
+    its own gateway; the local SageMaker (composer/localsm/) runs one set per endpoint and
+    variant instance (more while an update starts) behind one.
 
     `startup_timeout` overrides the spec's startup window (seconds each container has to pass
     /ping, at the first start and at every restart). `scope` prefixes each log line (e.g.
     `endpoint/`), to tell endpoints apart; `log_stream` is where the lines go besides each
-    container's log file (standard output when None).
+    container's log file (standard output when None). `log_dir` holds those files,
+    `HOSTNAME.log` (default: the pipeline's state folder's `logs/`); `instance_id` names the set
+    as a copy of its variant (its log streams' `VARIANT/INSTANCE-ID`).
     """
     runner = runner or ProcessRunner()
     loop = asyncio.get_running_loop()
     prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, progress or out)
-    work = state_dir(pipeline)
+    logs = log_dir or state_dir(pipeline) / "logs"
     width = max(len(p.container.hostname) for p in prepared)
     sink = LogSink(width, log_stream, scope=scope)
     window = float(
@@ -147,7 +171,7 @@ async def started_containers(
                 **(extra_env or {}),
             },
             url=f"http://127.0.0.1:{p.port}",
-            log_path=work / "logs" / f"{p.container.hostname}.log",
+            log_path=logs / f"{p.container.hostname}.log",
             sink=sink,
             startup_window=window,
             cwd=p.cwd,
@@ -172,7 +196,7 @@ async def started_containers(
                 )
                 for m in managed
             ]
-            yield LocalEndpoint(pipeline, managed, "", prepared)
+            yield LocalEndpoint(pipeline, managed, "", prepared, instance_id=instance_id)
         finally:
             for task in supervisors:
                 task.cancel()
@@ -216,7 +240,7 @@ async def running_endpoint(
     )
     async with started as endpoint:
         gateway = await start_gateway(
-            gateway_config(pipeline, endpoint.containers, endpoint.prepared),
+            endpoint.config(),
             host,
             port,
             health=endpoint,

@@ -40,21 +40,37 @@ class StartupError(ComposerError):
 
 
 class LogSink:
-    """Prefixes each container's lines with its hostname (coloured on a terminal)."""
+    """Prefixes each container's lines with its hostname (coloured on a terminal), after its
+    `scope` (which endpoint, variant and instance, in the local SageMaker)."""
 
     def __init__(self, width: int, stream: IO[str] | None = None, scope: str = "") -> None:
         self.width = width
-        self.scope = scope  # before every hostname: which endpoint (local SageMaker)
+        self._scope = scope
+        self._prefixes: dict[tuple[str, int], str] = {}
         self.stream = stream or sys.stdout
         self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
 
-    def prefix(self, hostname: str, index: int) -> str:
-        text = f"{self.scope}{hostname:<{self.width}} |"
-        if not self.colour:
-            return text
-        import click
+    @property
+    def scope(self) -> str:
+        return self._scope
 
-        return click.style(text, fg=_COLOURS[index % len(_COLOURS)])
+    @scope.setter
+    def scope(self, scope: str) -> None:
+        """A new scope for the lines from now on (a variant gained or lost copies)."""
+        self._scope = scope
+        self._prefixes = {}
+
+    def prefix(self, hostname: str, index: int) -> str:
+        found = self._prefixes.get((hostname, index))
+        if found is not None:
+            return found
+        text = f"{self._scope}{hostname:<{self.width}} |"
+        if self.colour:
+            import click
+
+            text = click.style(text, fg=_COLOURS[index % len(_COLOURS)])
+        self._prefixes[(hostname, index)] = text
+        return text
 
     def lines(self, prefix: str, texts: list[str]) -> None:
         self.stream.write("".join(f"{prefix} {text}\n" for text in texts))
@@ -148,14 +164,13 @@ class ManagedContainer:
         Under load a container prints an access-log line per request; a read per line would
         cost the gateway's loop a wake-up per line.
         """
-        prefix = self.sink.prefix(self.hostname, self.index)
         partial = b""
         with self.log_path.open("ab") as log:
             while True:
                 chunk = await stream.read(_CHUNK)
                 if not chunk:
                     if partial:
-                        self._relay(log, prefix, [partial])
+                        self._relay(log, [partial])
                     return
                 lines = (partial + chunk).split(b"\n")
                 partial = lines.pop()
@@ -163,14 +178,14 @@ class ManagedContainer:
                     lines.append(partial)
                     partial = b""
                 if lines:
-                    self._relay(log, prefix, lines)
+                    self._relay(log, lines)
 
-    def _relay(self, log: IO[bytes], prefix: str, lines: list[bytes]) -> None:
+    def _relay(self, log: IO[bytes], lines: list[bytes]) -> None:
         texts = [raw.decode("utf-8", "replace") for raw in lines]
         self._tail.extend(texts)
         log.write(b"".join(raw + b"\n" for raw in lines))
         log.flush()
-        self.sink.lines(prefix, texts)
+        self.sink.lines(self.sink.prefix(self.hostname, self.index), texts)
 
     async def ping(self, session: aiohttp.ClientSession) -> bool:
         try:

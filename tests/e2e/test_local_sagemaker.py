@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
@@ -417,6 +419,23 @@ def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str])
         assert recorder.problems == []
         answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 1}')
         assert json.loads(answer["Body"].read()) == {"a": 1}
+        assert any(re.match(r"echo +\| ", line) for line in up.lines)  # as `up` always printed
+        (own,) = _served(up, "upcp")
+        # up's images are its own (no `sm-compose build` recorded them): a second copy cannot
+        # start, and up's copy serves on, InService with the reason
+        variant = described["ProductionVariants"][0]["VariantName"]
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="upcp",
+            DesiredWeightsAndCapacities=[{"VariantName": variant, "DesiredInstanceCount": 2}],
+        )
+        described = _wait_status(sm, "upcp")
+        assert described["EndpointStatus"] == "InService"
+        assert "runs only under an OCI engine" in described["FailureReason"]
+        counts = described["ProductionVariants"][0]
+        assert counts["CurrentInstanceCount"] == counts["DesiredInstanceCount"] == 1
+        assert _served(up, "upcp") == [own]
+        answer = up.client().invoke_endpoint(EndpointName="upcp", Body=b'{"a": 2}')
+        assert json.loads(answer["Body"].read()) == {"a": 2}
         _single(sm, "beside", images["greeter"])  # another endpoint beside up's
         sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
         assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
@@ -570,6 +589,23 @@ def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Pa
         assert json.loads(answer["Body"].read())["model"]["name"] == name
 
 
+def _two_variants(sm: Any, name: str, image: str, a: float, b: float) -> dict[str, Any]:
+    """Model, config and endpoint `name`: variants a and b of one container, weighed a:b; its
+    description once InService."""
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image})
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "a", "ModelName": name, "InitialVariantWeight": a},
+            {"VariantName": "b", "ModelName": name, "InitialVariantWeight": b},
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    described = _wait_status(sm, name)
+    assert described["EndpointStatus"] == "InService", described
+    return described
+
+
 def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
     local: Up, images: dict[str, str]
 ) -> None:
@@ -577,17 +613,7 @@ def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
     the variant that answered; UpdateEndpointWeightsAndCapacities moves traffic with no request
     failing meanwhile."""
     sm = local.sagemaker()
-    sm.create_model(ModelName="split", PrimaryContainer={"Image": images["greeter"]})
-    sm.create_endpoint_config(
-        EndpointConfigName="split",
-        ProductionVariants=[
-            {"VariantName": "a", "ModelName": "split", "InitialVariantWeight": 1.0},
-            {"VariantName": "b", "ModelName": "split", "InitialVariantWeight": 3.0},
-        ],
-    )
-    sm.create_endpoint(EndpointName="split", EndpointConfigName="split")
-    described = _wait_status(sm, "split")
-    assert described["EndpointStatus"] == "InService", described
+    described = _two_variants(sm, "split", images["greeter"], 1.0, 3.0)
     weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
     assert weights == {"a": 1.0, "b": 3.0}
     answered = [_invoke(local, "split", None)[1] for _ in range(40)]
@@ -622,8 +648,9 @@ def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
 def test_instances_each_serve_and_their_count_changes_live(
     local: Up, images: dict[str, str]
 ) -> None:
-    """InitialInstanceCount 2 runs two copies that both answer; UpdateEndpointWeightsAndCapacities
-    takes the count to 1 with no request failing meanwhile; above the cap is refused."""
+    """InitialInstanceCount 2 runs two copies that both answer, the less busy one first;
+    UpdateEndpointWeightsAndCapacities takes the count to 1 with no request failing meanwhile;
+    above the cap is refused."""
     sm = local.sagemaker()
     sm.create_model(ModelName="twice", PrimaryContainer={"Image": images["echo"]})
     five = [{"VariantName": "v", "ModelName": "twice", "InitialInstanceCount": 5}]
@@ -650,6 +677,27 @@ def test_instances_each_serve_and_their_count_changes_live(
 
     assert len({whoami() for _ in range(6)}) == 2
 
+    # the least loaded copy answers: while one is busy, the other takes every request
+    slow: list[str] = []
+    busy = threading.Thread(
+        target=lambda: slow.append(
+            str(
+                json.loads(
+                    runtime.invoke_endpoint(
+                        EndpointName="twice",
+                        ContentType="application/json",
+                        Body=b'{"whoami": 1, "sleep": 3}',
+                    )["Body"].read()
+                )
+            )
+        )
+    )
+    busy.start()
+    time.sleep(1)
+    meanwhile = {whoami() for _ in range(5)}
+    busy.join()
+    assert len(meanwhile) == 1 and slow and meanwhile != set(slow), (meanwhile, slow)
+
     with _invoking_meanwhile(whoami) as failures:
         sm.update_endpoint_weights_and_capacities(
             EndpointName="twice",
@@ -662,27 +710,29 @@ def test_instances_each_serve_and_their_count_changes_live(
     assert len({whoami() for _ in range(6)}) == 1
 
 
-def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Path) -> None:
-    """Two instances of containers/session-counter, each counting in its own folder: every
-    request of the session reaches the copy that opened it, so the count goes on."""
+def _counter_image(folder: Path) -> str:
+    """`sm-compose build` of containers/session-counter: the image reference it records."""
     spec = {
         "name": "counted",
         "containers": [
             {"hostname": "counter", "build": str(REPO / "containers" / "session-counter")}
         ],
     }
-    pipeline = write_pipeline(tmp_path, spec)
+    pipeline = write_pipeline(folder, spec)
     subprocess.run(
         [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
     )
     document = json.loads(
-        (
-            tmp_path / ".composer" / "counted" / "build" / "sagemaker" / "create_model.json"
-        ).read_text()
+        (folder / ".composer" / "counted" / "build" / "sagemaker" / "create_model.json").read_text()
     )
-    image = (document.get("PrimaryContainer") or document["Containers"][0])["Image"]
+    return str((document.get("PrimaryContainer") or document["Containers"][0])["Image"])
+
+
+def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Path) -> None:
+    """Two instances of containers/session-counter, each counting in its own folder: every
+    request of the session reaches the copy that opened it, so the count goes on."""
     sm = local.sagemaker()
-    sm.create_model(ModelName="counted", PrimaryContainer={"Image": image})
+    sm.create_model(ModelName="counted", PrimaryContainer={"Image": _counter_image(tmp_path)})
     variants = [{"VariantName": "v", "ModelName": "counted", "InitialInstanceCount": 2}]
     sm.create_endpoint_config(EndpointConfigName="counted", ProductionVariants=variants)
     sm.create_endpoint(EndpointName="counted", EndpointConfigName="counted")
@@ -763,3 +813,184 @@ def test_up_runs_the_images_its_own_lock_file_pins(tmp_path: Path) -> None:
         sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
         assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
         assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}
+
+
+def _served(up: Up, endpoint: str) -> list[dict[str, Any]]:
+    """The gateway's own list of what serves `endpoint`: one entry per instance."""
+    with urllib.request.urlopen(f"{up.url}/_composer/api/endpoints", timeout=10) as answer:
+        listed = json.loads(answer.read())["endpoints"]
+    return [e for e in listed if e["name"] == endpoint]
+
+
+def _listening_pid(url: str) -> int:
+    """The process that listens on a container's URL (its port)."""
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            assert conn.pid is not None
+            return conn.pid
+    raise AssertionError(f"nothing listens on {url}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_log_streams_files_prefixes_and_metrics_name_endpoint_variant_instance(
+    local: Up, images: dict[str, str]
+) -> None:
+    """Two endpoints of two instances: a ModelError's LogStreamArn names the endpoint's log
+    group and the failing copy's stream (VARIANT/INSTANCE-ID/HOSTNAME, or VARIANT/INSTANCE-ID
+    for one container), whose local log file has the failure; printed lines say which endpoint,
+    instance and container they come from; /metrics has a series per instance."""
+    sm = local.sagemaker()
+    _direct_model(sm, "logs-a", images)
+    sm.create_endpoint_config(
+        EndpointConfigName="logs-a",
+        ProductionVariants=[
+            {"VariantName": "prod", "ModelName": "logs-a", "InitialInstanceCount": 2}
+        ],
+    )
+    sm.create_model(ModelName="logs-b", PrimaryContainer={"Image": images["echo"]})
+    sm.create_endpoint_config(
+        EndpointConfigName="logs-b",
+        ProductionVariants=[{"VariantName": "v", "ModelName": "logs-b", "InitialInstanceCount": 2}],
+    )
+    for name in ("logs-a", "logs-b"):
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    arns = {}
+    for name in ("logs-a", "logs-b"):
+        described = _wait_status(sm, name)
+        assert described["EndpointStatus"] == "InService", described
+        arns[name] = described["EndpointArn"]
+    runtime = local.client()
+    streams: dict[str, set[str]] = {"logs-a": set(), "logs-b": set()}
+    for name, target in (("logs-a", {"TargetContainerHostname": "echo"}), ("logs-b", {})):
+        for _ in range(4):  # the cycle goes over both instances
+            with pytest.raises(ClientError) as failed:
+                runtime.invoke_endpoint(
+                    EndpointName=name,
+                    ContentType="application/json",
+                    Body=b'{"status": 500}',
+                    **target,
+                )
+            error = failed.value.response
+            assert error["Error"]["Code"] == "ModelError"
+            arn = error["LogStreamArn"]
+            streams[name].add(arn)
+            log = Path(re.findall(r"See (/\S+\.log) for more", error["Error"]["Message"])[0])
+            stream = arn.split(":log-stream:")[1]
+            # the local twin of the stream: logs/ENDPOINT/VARIANT/INSTANCE-ID/HOSTNAME.log
+            assert log.parent.relative_to(log.parents[3]) == Path(name, *stream.split("/")[:2])
+            assert log.parents[3].name == "logs"
+            assert "the faulty container failed on purpose" in log.read_text()
+    region, account = arns["logs-a"].split(":")[3:5]
+    group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints"
+    assert streams["logs-a"] == {
+        f"{group}/logs-a:log-stream:prod/local-1/echo",
+        f"{group}/logs-a:log-stream:prod/local-2/echo",
+    }
+    assert streams["logs-b"] == {
+        f"{group}/logs-b:log-stream:v/local-1",
+        f"{group}/logs-b:log-stream:v/local-2",
+    }
+    served = _served(local, "logs-a")
+    assert sorted(e["instance"] for e in served) == ["local-1", "local-2"]
+    arn_of = {c["log_stream_arn"] for e in served for c in e["containers"]}
+    assert streams["logs-a"] < arn_of
+
+    prefixes = {m.group(1) for line in local.lines if (m := re.match(r"(\S+) +\| ", line))}
+    for name, hosts in (("logs-a", ("greeter", "echo")), ("logs-b", ("container-1",))):
+        for instance in ("local-1", "local-2"):
+            for host in hosts:
+                assert f"{name}/{instance}/{host}" in prefixes, sorted(prefixes)
+
+    text = urllib.request.urlopen(f"{local.url}/metrics", timeout=10).read().decode()
+    for instance in ("local-1", "local-2"):
+        labels = f'container="echo",endpoint="logs-a",instance="{instance}",variant="prod"'
+        assert f"Invocation5XXErrors_total{{{labels}}} 2.0" in text, text[:3000]
+
+
+def test_a_session_survives_a_weight_change(local: Up, tmp_path: Path) -> None:
+    """UpdateEndpointWeightsAndCapacities on two variants: the same copies serve the new split,
+    so a session opened before goes on counting after."""
+    sm = local.sagemaker()
+    _two_variants(sm, "weighed", _counter_image(tmp_path), 1.0, 1.0)
+    runtime = local.client()
+    call = {"EndpointName": "weighed", "ContentType": "application/json", "Body": b"{}"}
+    opened = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")
+    session = opened["NewSessionId"].split(";")[0]
+    variant = opened["InvokedProductionVariant"]
+
+    def count() -> tuple[int, str]:
+        answer = runtime.invoke_endpoint(**call, SessionId=session)
+        return json.loads(answer["Body"].read())["count"], answer["InvokedProductionVariant"]
+
+    assert count() == (1, variant)
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName="weighed",
+        DesiredWeightsAndCapacities=[
+            {"VariantName": variant, "DesiredWeight": 0.0},
+        ],
+    )
+    described = sm.describe_endpoint(EndpointName="weighed")
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+    assert weights[variant] == 0.0
+    assert [count() for _ in range(3)] == [(2, variant), (3, variant), (4, variant)]
+
+
+def test_a_count_change_starts_or_stops_only_the_added_or_removed_copies(
+    local: Up, tmp_path: Path
+) -> None:
+    """DesiredInstanceCount 1 -> 2 starts one more copy and keeps the first (the same process,
+    its session open); 2 -> 1 stops the added one, the first still counting."""
+    sm = local.sagemaker()
+    sm.create_model(ModelName="grown", PrimaryContainer={"Image": _counter_image(tmp_path)})
+    sm.create_endpoint_config(
+        EndpointConfigName="grown", ProductionVariants=[{"VariantName": "v", "ModelName": "grown"}]
+    )
+    sm.create_endpoint(EndpointName="grown", EndpointConfigName="grown")
+    assert _wait_status(sm, "grown")["EndpointStatus"] == "InService"
+    runtime = local.client()
+    call = {"EndpointName": "grown", "ContentType": "application/json", "Body": b"{}"}
+    session = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")["NewSessionId"]
+    session = session.split(";")[0]
+
+    def count() -> int:
+        answer = runtime.invoke_endpoint(**call, SessionId=session)
+        return int(json.loads(answer["Body"].read())["count"])
+
+    assert count() == 1
+    (first,) = _served(local, "grown")
+    url = first["containers"][0]["url"]
+    pid = _listening_pid(url)
+
+    def recount(n: int) -> dict[str, Any]:
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName="grown",
+            DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredInstanceCount": n}],
+        )
+        described = _wait_status(sm, "grown")
+        assert described["EndpointStatus"] == "InService", described
+        assert "FailureReason" not in described, described
+        return described
+
+    assert recount(2)["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    served = {e["instance"]: e["containers"][0]["url"] for e in _served(local, "grown")}
+    assert served.keys() == {first["instance"], "local-2"} and served[first["instance"]] == url
+    assert _listening_pid(url) == pid
+    assert [count() for _ in range(3)] == [2, 3, 4]
+    added = served["local-2"]
+    added_pid = _listening_pid(added)
+
+    assert recount(1)["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert [e["instance"] for e in _served(local, "grown")] == [first["instance"]]
+    assert _listening_pid(url) == pid
+    assert count() == 5
+    deadline = time.monotonic() + 30
+    while not _gone(added_pid):
+        assert time.monotonic() < deadline, f"the removed copy {added} still runs"
+        time.sleep(0.2)

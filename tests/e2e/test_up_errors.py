@@ -131,7 +131,10 @@ def test_metrics_count_invocations_per_container(faulty: Up) -> None:
 
     call(faulty, {"m": 1}, TargetContainerHostname="echo")
     text = urllib.request.urlopen(f"{faulty.url}/metrics", timeout=5).read().decode()
-    wanted = 'Invocations_total{container="echo",endpoint="faulty",variant="AllTraffic"}'
+    wanted = (
+        'Invocations_total{container="echo",endpoint="faulty",instance="local-1",'
+        'variant="AllTraffic"}'
+    )
     assert any(line.startswith(wanted) for line in text.splitlines()), text[:2000]
     assert "ContainerLatency" in text and "OverheadLatency" in text
 

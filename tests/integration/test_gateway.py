@@ -294,7 +294,7 @@ def test_container_error_is_model_error(
     assert r["OriginalMessage"] == body
     assert r["LogStreamArn"] == (
         "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/direct-ep"
-        f":log-stream:AllTraffic/local/{host}"
+        f":log-stream:AllTraffic/local-1/{host}"
     )
     assert r["Error"]["Message"] == (
         f'Received {kind} error ({status}) from {host} with message "{body}". '
@@ -403,7 +403,7 @@ def test_serial_failure_names_the_failing_container(containers: Containers) -> N
     assert r["Error"]["Message"].startswith(
         'Received server error (500) from model with message "boom"'
     )
-    assert r["LogStreamArn"].endswith("/local/model")
+    assert r["LogStreamArn"].endswith("/local-1/model")
 
 
 def test_serial_intermediate_oversize_names_both_containers(containers: Containers) -> None:
@@ -421,7 +421,7 @@ def test_serial_intermediate_oversize_names_both_containers(containers: Containe
         f"Container producer returned {LIMIT + 1} bytes, more than the {LIMIT}-byte limit of "
         "a request to container consumer."
     )
-    assert r["LogStreamArn"].endswith("/local/producer")
+    assert r["LogStreamArn"].endswith("/local-1/producer")
 
 
 # --- payload limit -------------------------------------------------------------------------------
@@ -619,7 +619,7 @@ def test_endpoint_client_against_gateway(direct: ThreadedGateway) -> None:
     e = model_error.value
     assert (e.code, e.status_code, e.original_status_code) == ("ModelError", 424, 415)
     assert e.original_message == "unsupported content type: application/json"
-    assert e.log_stream_arn is not None and e.log_stream_arn.endswith("/local/fail415")
+    assert e.log_stream_arn is not None and e.log_stream_arn.endswith("/local-1/fail415")
 
     with pytest.raises(ClientValidationError) as validation:
         client.invoke(b"x", target="nope")

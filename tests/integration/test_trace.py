@@ -146,9 +146,12 @@ def test_endpoints_are_listed(containers: Containers) -> None:
         status, doc = _get(f"{gw.url}/_composer/api/endpoints")
         assert status == 200
         (ep,) = doc["endpoints"]
-        assert (ep["name"], ep["mode"]) == ("trace-direct", "Direct")
+        assert (ep["name"], ep["mode"], ep["instance"]) == ("trace-direct", "Direct", "local-1")
         assert ep["containers"][0] == {
             "hostname": "echo",
             "url": containers.urls["echo"],
             "up": True,
+            "log_path": "/tmp/logs/echo.log",
+            "log_stream_arn": "arn:aws:logs:eu-west-1:123456789012:log-group:"
+            "/aws/sagemaker/Endpoints/trace-direct:log-stream:AllTraffic/local-1/echo",
         }
