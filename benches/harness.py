@@ -162,15 +162,16 @@ class UpRun:
 
 
 @contextmanager
-def composer_up(pipeline: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[UpRun]:
-    """`sm-compose up PIPELINE` on a free port, until the block ends."""
-    port = free_port()
-    argv = [str(VENV_BIN / "sm-compose"), "up", str(pipeline), "--port", str(port)]
+def _serving(
+    argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, float]]:
+    """`sm-compose ...` until it prints its ready line, then until the block ends: pid, seconds
+    from the start to the ready line."""
     started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(
             argv,
-            cwd=pipeline.parent,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1", **(env or {})},
@@ -180,14 +181,32 @@ def composer_up(pipeline: Path, log: Path, env: dict[str, str] | None = None) ->
         deadline = time.monotonic() + 900
         while " ready at " not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: up failed:\n{log.read_text()[-3000:]}")
+                raise SystemExit(f"bench: {argv[1]} failed:\n{log.read_text()[-3000:]}")
             time.sleep(0.05)
-        ready = time.monotonic() - started
-        text = log.read_text(errors="replace")
-        urls = dict(re.findall(r"^(\S+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ", text, re.M))
-        yield UpRun(f"http://127.0.0.1:{port}", urls, proc.pid, ready)
+        yield proc.pid, time.monotonic() - started
     finally:
         stop(proc)
+
+
+@contextmanager
+def composer_up(pipeline: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[UpRun]:
+    """`sm-compose up PIPELINE` on a free port, until the block ends."""
+    port = free_port()
+    argv = [str(VENV_BIN / "sm-compose"), "up", str(pipeline), "--port", str(port)]
+    with _serving(argv, pipeline.parent, log, env) as (pid, ready):
+        text = log.read_text(errors="replace")
+        urls = dict(re.findall(r"^(\S+)\s+(http://127\.0\.0\.1:\d+)\s+\(log ", text, re.M))
+        yield UpRun(f"http://127.0.0.1:{port}", urls, pid, ready)
+
+
+@contextmanager
+def composer_local(log: Path) -> Iterator[tuple[str, int]]:
+    """`sm-compose local` (an empty local SageMaker) on a free port, until the block ends: its
+    URL and pid."""
+    port = free_port()
+    argv = [str(VENV_BIN / "sm-compose"), "local", "--port", str(port)]
+    with _serving(argv, log.parent, log) as (pid, _):
+        yield f"http://127.0.0.1:{port}", pid
 
 
 def children(pid: int) -> list[int]:
@@ -230,13 +249,14 @@ class _KeptAlive:
     container, through the gateway once per chain, so a heavier client would flatter the gateway.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         rest = url.removeprefix("http://")
         hostport, _, path = rest.partition("/")
         host, _, port = hostport.partition(":")
         self.address = (host, int(port))
         self.sock = self._connect()
-        self.head = f"POST /{path} HTTP/1.1\r\nHost: {hostport}\r\n".encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.head = f"POST /{path} HTTP/1.1\r\nHost: {hostport}\r\n{extra}".encode()
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection(self.address, timeout=10)
@@ -299,17 +319,42 @@ def chains(named: dict[str, list[str]], body: bytes, seconds: float) -> list[Loa
         for chain in clients.values():
             for client in chain:
                 client.close()
-    loads = []
-    for label, taken in times.items():
-        taken.sort()
-        p50, p90, p99 = (taken[min(len(taken) - 1, int(q * len(taken)))] // 1000
-                         for q in (0.5, 0.9, 0.99))  # fmt: skip
-        load = Load(label, 1, len(taken), sum(taken) / 1e9, p50, p90, p99, 0)
-        print(
-            f"bench: {label:<34} c1   {load.rps:7.0f} passes/s p50 {load.p50 / 1000:6.2f} ms "
-            f"p99 {load.p99 / 1000:6.2f} ms",
-            file=sys.stderr,
-            flush=True,
-        )
-        loads.append(load)
-    return loads
+    return [_sequential_load(label, taken, "passes") for label, taken in times.items()]
+
+
+def _sequential_load(label: str, taken_ns: list[int], what: str) -> Load:
+    """One client's calls, one at a time (`taken_ns` each), as a Load: percentiles in µs."""
+    taken = sorted(taken_ns)
+    p50, p90, p99 = (taken[min(len(taken) - 1, int(q * len(taken)))] // 1000
+                     for q in (0.5, 0.9, 0.99))  # fmt: skip
+    load = Load(label, 1, len(taken), sum(taken) / 1e9, p50, p90, p99, 0)
+    print(
+        f"bench: {label:<34} c1   {load.rps:7.0f} {what}/s p50 {load.p50 / 1000:6.2f} ms "
+        f"p99 {load.p99 / 1000:6.2f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return load
+
+
+def repeated(label: str, call: Callable[[], object], seconds: float) -> Load:
+    """`call` over and over for `seconds`, one at a time (one client): its latencies."""
+    taken: list[int] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter_ns()
+        call()
+        taken.append(time.perf_counter_ns() - t)
+    return _sequential_load(label, taken, "calls")
+
+
+def raw_posts(
+    label: str, url: str, body: bytes, content_type: str, headers: dict[str, str], seconds: float
+) -> Load:
+    """`repeated` POSTs of `body` on one kept-alive socket, no HTTP library: the server's own
+    time, as near as a Python client measures it."""
+    client = _KeptAlive(url, headers)
+    try:
+        return repeated(label, lambda: client.post(body, content_type), seconds)
+    finally:
+        client.close()

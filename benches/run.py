@@ -16,6 +16,8 @@ Sections (docs/performance.md explains each, with its target):
             fresh clone of the committed tree, pip path (before uv) vs uv
   batching  spaCy at 16 and 1 clients, batched vs COMPOSER_MAX_BATCH_SIZE=1, vs nlp.pipe in
             process; echo with batching off
+  localsm   `sm-compose local`: CreateEndpoint to InService (NLP) vs `up` to ready; control-plane
+            calls' p50 and p99 (boto3, raw HTTP); wrk to an echo endpoint made by the API vs `up`
 
 --smoke runs every section briefly (CI proves the suite works; it asserts no timings) and writes
 its report to --out instead of docs/performance.md. Loads go to loopback only, bounded in time.
@@ -60,10 +62,13 @@ from harness import (
     chains,
     children,
     command_name,
+    composer_local,
     composer_up,
     ensure_wrk,
     memory_kb,
     post_status,
+    raw_posts,
+    repeated,
     stop,
     wait_ping,
     wrk,
@@ -1045,6 +1050,225 @@ def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> N
     report.figures["batching"] = figures
 
 
+# --- 11. the local SageMaker's control plane ----------------------------------------------
+
+LOCAL = "through `sm-compose local` (endpoint made by CreateEndpoint)"
+UP = "through `sm-compose up`"
+_CONTROL_TYPE = "application/x-amz-json-1.1"
+
+
+def _sagemaker_client(url: str) -> Any:
+    """Unmodified boto3 against `url`, no retries (a retry would hide a slow call)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id="bench", aws_secret_access_key="bench",
+        config=Config(retries={"max_attempts": 1}, read_timeout=120),
+    )  # fmt: skip
+
+
+def _built_requests(pipeline: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """`sm-compose build PIPELINE`: its CreateModel and CreateEndpointConfig documents, whose
+    image references it records (so `local` runs them as processes, as `up` does)."""
+    subprocess.run(
+        [str(VENV_BIN / "sm-compose"), "build", str(pipeline), "--out", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return {
+        name: json.loads((out / "sagemaker" / f"{name}.json").read_text())
+        for name in ("create_model", "create_endpoint_config")
+    }
+
+
+def _create_endpoint(
+    sm: Any, requests: dict[str, dict[str, Any]], name: str, model_data: dict[str, Path]
+) -> tuple[float, float]:
+    """The build's documents under `name` (local model data as file:// URIs), CreateModel to
+    InService with DescribeEndpoint polled every 10 ms: seconds from CreateModel, from
+    CreateEndpoint."""
+    model = {**requests["create_model"], "ModelName": name}
+    if "Containers" in model:
+        model["Containers"] = [
+            {**c, "ModelDataUrl": model_data[c["ContainerHostname"]].as_uri()}
+            if c["ContainerHostname"] in model_data
+            else c
+            for c in model["Containers"]
+        ]
+    config = {**requests["create_endpoint_config"], "EndpointConfigName": name}
+    config["ProductionVariants"] = [{**v, "ModelName": name} for v in config["ProductionVariants"]]
+    started = time.perf_counter()
+    sm.create_model(**model)
+    sm.create_endpoint_config(**config)
+    creating = time.perf_counter()
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    deadline = creating + 600
+    while (described := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"bench: {name} still Creating after 600 s")
+        time.sleep(0.01)
+    if described["EndpointStatus"] != "InService":
+        raise SystemExit(f"bench: {name}: {described['EndpointStatus']}: {described}")
+    done = time.perf_counter()
+    return done - started, done - creating
+
+
+def _delete_endpoint(sm: Any, name: str, pid: int) -> None:
+    """DeleteEndpoint and the rest, then until `local` has no process left under it (the
+    containers stop in the background), so that the next round starts on a quiet machine."""
+    sm.delete_endpoint(EndpointName=name)
+    sm.delete_endpoint_config(EndpointConfigName=name)
+    sm.delete_model(ModelName=name)
+    deadline = time.monotonic() + 60
+    while children(pid):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {name}'s containers still run 60 s after DeleteEndpoint")
+        time.sleep(0.05)
+
+
+def _control_calls(url: str, sm: Any, endpoint: str, seconds: float, rounds: int) -> list[Load]:
+    """DescribeEndpoint and ListEndpoints, boto3 and raw kept-alive POSTs, interleaved rounds;
+    per probe the round of the lowest p50."""
+    describe = json.dumps({"EndpointName": endpoint}).encode()
+    probes: list[Callable[[], Load]] = []
+    for operation, body, call in (
+        (
+            "DescribeEndpoint",
+            describe,
+            functools.partial(sm.describe_endpoint, EndpointName=endpoint),
+        ),
+        ("ListEndpoints", b"{}", sm.list_endpoints),
+    ):
+        headers = {"X-Amz-Target": f"SageMaker.{operation}"}
+        probes += [
+            functools.partial(repeated, f"{operation}, boto3", call, seconds),
+            functools.partial(
+                raw_posts, f"{operation}, raw POST (kept alive)", url, body, _CONTROL_TYPE,
+                headers, seconds,
+            ),
+        ]  # fmt: skip
+    return best_of(probes, rounds, key="p50")
+
+
+def bench_localsm(work: Path, seconds: float, rounds: int, report: Report) -> None:
+    """`sm-compose local`: CreateEndpoint to InService against `up` to ready (NLP example, warm
+    environments); control-plane calls; wrk to an echo endpoint made through the API against
+    the same one under `up`."""
+    nlp = REPO / "pipelines" / "nlp-direct.yaml"
+    nlp_requests = _built_requests(nlp, work / "local-build-nlp")
+    echo = _echo_pipeline(work / "local", 1)
+    echo_requests = _built_requests(echo, work / "local-build-echo")
+    nlp_data = {"spacy": REPO / "artifacts" / "spacy-model.tar.gz"}  # as nlp-direct.yaml says
+    with composer_local(work / "local.log") as (url, pid):
+        sm = _sagemaker_client(url)
+        _create_endpoint(sm, nlp_requests, "nlp-warm-up", nlp_data)  # environments, caches
+        _delete_endpoint(sm, "nlp-warm-up", pid)
+        from_model: list[float] = []
+        from_endpoint: list[float] = []
+        up_ready: list[float] = []
+        for i in range(rounds):  # interleaved: a slow spell of the machine hits both
+            whole, created = _create_endpoint(sm, nlp_requests, f"nlp-{i}", nlp_data)
+            from_model.append(whole)
+            from_endpoint.append(created)
+            _delete_endpoint(sm, f"nlp-{i}", pid)
+            with composer_up(nlp, work / f"up-local-nlp-{i}.log") as up:
+                up_ready.append(up.ready_seconds)
+            print(
+                f"bench: round {i}: local {whole:.2f} s (CreateEndpoint {created:.2f} s), "
+                f"up {up_ready[-1]:.2f} s",
+                file=sys.stderr,
+            )
+        _create_endpoint(sm, echo_requests, "echo-1", {})
+        calls = _control_calls(url, sm, "echo-1", seconds, rounds)
+        body = _write(work / "local-echo.json", json.dumps({"text": TEXT}))
+        with composer_up(echo, work / "up-local-echo.log") as up:
+            paths = (
+                (LOCAL, f"{url}/endpoints/echo-1/invocations", pid),
+                (UP, f"{up.gateway}/endpoints/echo-1/invocations", up.pid),
+            )
+            for _, invocations, _ in paths:
+                wrk("warm-up", invocations, body, 8, 1)
+            probes: list[Callable[[], Load]] = []
+            for c in (1, 4, 16):
+                for label, invocations, server in paths:
+                    probes.append(functools.partial(
+                        wrk, label, invocations, body, c, seconds, None, {"server": server}
+                    ))  # fmt: skip
+            loads = best_of(probes, rounds)
+    best_local, best_up = min(from_model), min(up_ready)
+    by = {(x.label, x.concurrency): x for x in loads}
+    runtime = []
+    for c in (1, 4, 16):
+        here, there = by[(LOCAL, c)], by[(UP, c)]
+        runtime.append({"concurrency": c, "rps_ratio": here.rps / max(there.rps, 1e-9),
+                        "p50_diff_us": here.p50 - there.p50, "p99_diff_us": here.p99 - there.p99,
+                        "cpu_us_local": here.cpu_us.get("server", 0),
+                        "cpu_us_up": there.cpu_us.get("server", 0)})  # fmt: skip
+    report.figures["localsm"] = {
+        "create_to_inservice_s": from_model,
+        "create_endpoint_to_inservice_s": from_endpoint,
+        "up_ready_s": up_ready,
+        "best_difference_s": best_local - best_up,
+        "calls": {x.label: {"p50_us": x.p50, "p99_us": x.p99, "calls_per_s": x.rps} for x in calls},
+        "runtime": runtime,
+    }
+    report.section("11. Local SageMaker: CreateEndpoint to InService, control-plane calls, runtime")
+    report.add(
+        "| NLP example (Direct, spaCy + TextBlob), environments warm | seconds (best) "
+        "| seconds (median) | target |",
+        "|---|--:|--:|--:|",
+        f"| boto3 against `sm-compose local`: CreateModel + CreateEndpointConfig + "
+        f"CreateEndpoint, DescribeEndpoint until InService | {best_local:.2f} "
+        f"| {statistics.median(from_model):.2f} | ≤ up + 1 s |",
+        f"| the same, from CreateEndpoint | {min(from_endpoint):.2f} "
+        f"| {statistics.median(from_endpoint):.2f} | |",
+        f"| `sm-compose up pipelines/nlp-direct.yaml` to its ready line | {best_up:.2f} "
+        f"| {statistics.median(up_ready):.2f} | |",
+        f"| local minus up | {best_local - best_up:+.2f} "
+        f"| {statistics.median(from_model) - statistics.median(up_ready):+.2f} | ≤ 1 |",
+        "",
+        f"Each of {rounds} rounds creates the endpoint on one running `local` (from the "
+        "documents `sm-compose build pipelines/nlp-direct.yaml` wrote: the images it recorded, "
+        "so the containers run as processes, as under `up`; the model data as a file:// URI), "
+        "polls DescribeEndpoint every 10 ms (not boto3's 30 s waiter), deletes it and waits for "
+        "its containers to stop, then starts `up` of the same pipeline and stops it; an "
+        "untimed first create warms both. `up`'s time includes its own interpreter starting.",
+        "",
+        "| call (one client, one call at a time) | calls/s | p50 ms | p90 ms | p99 ms |",
+        "|---|--:|--:|--:|--:|",
+        *[
+            f"| {x.label} | {x.rps:.0f} | {_ms(x.p50)} | {_ms(x.p90)} | {_ms(x.p99)} |"
+            for x in calls
+        ],
+        "",
+        f"Each row: calls one after another for {seconds:g} s, the round of the lowest p50 of "
+        f"{rounds} interleaved rounds, against `local` holding one endpoint (echo-1). boto3 is "
+        "an unmodified `sagemaker` client (serializing, signing, parsing included); the raw "
+        "rows POST the same JSON with `X-Amz-Target` on one kept-alive socket (benches/"
+        "harness.py `raw_posts`), which leaves the server's own time and loopback. Target: "
+        "p50 ≤ 2 ms.",
+        "",
+        *_table(loads, cpu="server"),
+        "",
+        "| concurrency | local / up requests/s | p50 local - up ms | p99 local - up ms |",
+        "|--:|--:|--:|--:|",
+        *[
+            f"| {r['concurrency']} | {r['rps_ratio']:.0%} | {_ms(r['p50_diff_us'])} "
+            f"| {_ms(r['p99_diff_us'])} |"
+            for r in runtime
+        ],
+        "",
+        "The echo container (benches/echo/) as endpoint echo-1 twice, at once: made through "
+        "CreateModel, CreateEndpointConfig and CreateEndpoint against `local` (the images "
+        "`sm-compose build` recorded) and under `up` of the same pipeline; the same wrk load "
+        "through each gateway, interleaved, each row the best of "
+        f"{rounds} rounds. The server CPU column is the `local` or `up` process (the gateway, "
+        "which also relays the container's log lines) per request. Target: no regression "
+        "(local within the noise of up).",
+    )
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -1078,6 +1302,7 @@ def _machine() -> str:
 SECTIONS = (
     "gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming", "firstup",
     "batching",
+    "localsm",
 )  # fmt: skip
 
 
@@ -1127,6 +1352,8 @@ def main() -> int:
             bench_firstup(work, args.smoke, report)
         if "batching" in chosen:
             bench_batching(work, seconds, rounds, report)
+        if "localsm" in chosen:
+            bench_localsm(work, seconds, rounds, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = shlex.join([".venv/bin/python", "benches/run.py", *sys.argv[1:]])

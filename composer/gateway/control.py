@@ -3,10 +3,11 @@
 The gateway does not know what an operation means: it hands the operation's name and its JSON
 document to the `ControlPlane` it was given (composer/localsm/ is one) and writes back the status
 and JSON it answers. What it does itself is the envelope botocore's `sagemaker` client expects:
-an operation not emulated is `UnknownOperationException` (listing what is), a body that is not a
-JSON object is `SerializationException`, and any failure of the handler is `InternalFailure`,
-never a traceback. An error's code goes in `__type` and in `x-amzn-ErrorType`, where botocore
-reads it.
+an operation not emulated is `UnknownOperationException` (listing what is), a Content-Type other
+than application/x-amz-json-1.1 (parameters aside) is `UnsupportedMediaTypeException` (415), a
+body over the payload limit is `ValidationException`, a body that is not a JSON object is
+`SerializationException`, and any failure of the handler is `InternalFailure`, never a traceback.
+An error's code goes in `__type` and in `x-amzn-ErrorType`, where botocore reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .reply import H_REQUEST_ID
 #: The service prefix of X-Amz-Target that botocore's `sagemaker` client sends.
 TARGET_PREFIX = "SageMaker."
 CONTENT_TYPE = "application/x-amz-json-1.1"
+#: Smithy's code for a request whose Content-Type its protocol does not take (HTTP 415).
+UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaTypeException"
 
 
 class ControlPlane(Protocol):
@@ -66,7 +69,18 @@ def control_route(control: ControlPlane) -> Callable[[web.Request], Awaitable[we
                 f"got {got}; this local SageMaker emulates SageMaker.<Operation> for: {emulated}"
             )
             return _response(400, error_document("UnknownOperationException", message), request_id)
-        body = await request.read()
+        got_type = request.headers.get("Content-Type")
+        if got_type is None or got_type.split(";", 1)[0].strip().lower() != CONTENT_TYPE:
+            got = f"Content-Type {got_type!r}" if got_type is not None else "no Content-Type"
+            message = (
+                f"{operation}: got {got}; the control plane takes {CONTENT_TYPE} (AWS JSON 1.1)"
+            )
+            return _response(415, error_document(UNSUPPORTED_MEDIA_TYPE, message), request_id)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            message = f"{operation}: the request body is too large ({exc.text})"
+            return _response(400, error_document("ValidationException", message), request_id)
         try:
             document = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError) as exc:

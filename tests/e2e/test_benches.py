@@ -27,11 +27,11 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     text = out.read_text()
     for title in ("1. Gateway", "2. Serial", "3. Container stack", "4. Batch", "5. Startup",
                   "6. Memory", "7. Load", "8. Streaming", "9. A first up",
-                  "10. Adaptive batching"):  # fmt: skip
+                  "10. Adaptive batching", "11. Local SageMaker"):  # fmt: skip
         assert f"### {title}" in text
     figures = json.loads(out.with_suffix(".json").read_text())
     sections = {"gateway", "serial", "stack", "batch", "startup", "memory", "load", "streaming",
-                "firstup", "batching"}  # fmt: skip
+                "firstup", "batching", "localsm"}  # fmt: skip
     assert sections <= set(figures)
     for row in figures["gateway"]:
         assert min(row["throughput_ratio"], row["python_floor_ratio"], row["nginx_floor_ratio"]) > 0
@@ -40,3 +40,8 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     assert min(figures["firstup"]["up_s"].values()) > 0  # uv and pip, each from an empty cache
     assert figures["firstup"]["fresh_clone_s"]["uv"] > 0
     assert figures["batching"]["speedup_16"] > 0 and figures["batching"]["of_in_process_pipe"] > 0
+    local = figures["localsm"]
+    assert min(local["create_to_inservice_s"]) > 0 and min(local["up_ready_s"]) > 0
+    assert all(call["p50_us"] > 0 for call in local["calls"].values())
+    assert len(local["calls"]) == 4  # DescribeEndpoint and ListEndpoints, boto3 and raw
+    assert all(row["rps_ratio"] > 0 for row in local["runtime"])

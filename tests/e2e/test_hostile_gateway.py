@@ -4,8 +4,9 @@ Two echo containers (tests/integration/fixtures/echo: the answer is the body upp
 Direct and once Serial. Hypothesis draws bodies, content types, header values and endpoint names,
 for InvokeEndpoint and InvokeEndpointWithResponseStream;
 schemathesis fuzzes docs/gateway-openapi.yaml (loaded from the file, and from a URL that
-publishes docs/); slow callers are cut off while others are served. After all of it every
-container still answers /ping and a normal invocation succeeds.
+publishes docs/), the control plane's `POST /` (AWS JSON 1.1) among its routes; slow callers
+are cut off while others are served. After all of it every container still answers /ping, a
+normal invocation succeeds and the control plane still lists the endpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import re
 import socket
@@ -413,6 +415,20 @@ def test_slow_callers_are_cut_off_while_others_are_served(direct: Up) -> None:
 # ---- schemathesis against the published OpenAPI description --------------------------------
 
 _GATEWAY_ERRORS = {"InternalFailure"}
+CONTROL_POSITIVE, CONTROL_NEGATIVE = "control plane, positive", "control plane, negative"
+CONTROL_WRONG_TYPE = "control plane, another Content-Type"
+_WRONG_TYPES = st.sampled_from(
+    ["application/json", "text/plain", "application/x-amz-json-1.0", "application/xml", "",
+     "application/x-www-form-urlencoded", "application/x-amz-json-1.1x", "*/*"]
+)  # fmt: skip
+
+
+def _content_type(case: Any, content_type: str) -> Any:
+    """A well-formed control-plane call sent as another media type (the body still JSON)."""
+    case.headers = {**(case.headers or {}), "Content-Type": content_type}
+    return case
+
+
 INVOKED = ("/invocations", "/invocations-response-stream")  # a 200 is the container's answer
 
 
@@ -445,6 +461,13 @@ def error_body_conforms(ctx: schemathesis.CheckContext, response: Any, case: Any
     if case.operation.label.endswith(INVOKED) and response.status_code < 300:
         return None
     return _builtin("response_schema_conformance")(ctx, response, case)
+
+
+@schemathesis.serializer("application/x-amz-json-1.1")
+def _aws_json(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    """The control plane's bodies: JSON under AWS JSON 1.1's media type, which schemathesis
+    does not take for JSON by its name."""
+    return json.dumps(value, default=str).encode()
 
 
 def _builtin(name: str) -> Any:
@@ -487,9 +510,17 @@ def _campaigns(schema: Any, up: Up) -> list[tuple[str, st.SearchStrategy[Any], l
         fixed[H_HOST.decode()] = "first"
     else:
         drop.append(H_HOST.decode())  # refused by Serial endpoints
+    control = schema["/"]["POST"]  # the control plane, AWS JSON 1.1
     campaigns = [
         ("all operations, positive", schema.as_strategy(generation_mode=positive), []),
         ("all operations, negative", schema.as_strategy(generation_mode=negative), []),
+        (CONTROL_POSITIVE, control.as_strategy(generation_mode=positive), []),
+        (CONTROL_NEGATIVE, control.as_strategy(generation_mode=negative), []),
+        (
+            CONTROL_WRONG_TYPE,
+            st.builds(_content_type, control.as_strategy(generation_mode=positive), _WRONG_TYPES),
+            [],
+        ),
     ]
     for what, route in (("invoke", "invocations"), ("stream", "invocations-response-stream")):
         operation = operations[route]
@@ -539,10 +570,22 @@ def _run_campaign(
     run()
 
 
+def assert_control_plane_answered(seen: Counter[tuple[str, int]], up: Up) -> None:
+    """The control plane was fuzzed (its refusals are 4xx) and still lists `up`'s endpoint."""
+    for campaign in (CONTROL_POSITIVE, CONTROL_NEGATIVE, CONTROL_WRONG_TYPE):
+        statuses = {status for (c, status) in seen if c == campaign}
+        assert statuses and all(200 <= s < 500 for s in statuses), (campaign, seen)
+    assert {status for (c, status) in seen if c == CONTROL_NEGATIVE} == {400}, seen
+    assert {status for (c, status) in seen if c == CONTROL_WRONG_TYPE} == {415}, seen
+    listed = up.sagemaker().list_endpoints()["Endpoints"]
+    assert up.name in [e["EndpointName"] for e in listed], listed
+
+
 def test_openapi_from_path_against_direct(direct: Up) -> None:
     seen = _fuzz(schemathesis.openapi.from_path(OPENAPI), direct)
     print(f"schemathesis (from_path, Direct): {sum(seen.values())} calls {dict(seen)}")
     assert any(status == 200 for _, status in seen), seen
+    assert_control_plane_answered(seen, direct)
     assert_healthy(direct)
 
 
@@ -551,6 +594,7 @@ def test_openapi_from_url_against_serial(serial: Up, published_docs: str) -> Non
     seen = _fuzz(schema, serial)
     print(f"schemathesis (from_url, Serial): {sum(seen.values())} calls {dict(seen)}")
     assert any(status == 200 for _, status in seen), seen
+    assert_control_plane_answered(seen, serial)
     assert_healthy(serial)
 
 

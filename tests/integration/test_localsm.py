@@ -45,8 +45,13 @@ def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-def _raw(url: str, target: str | None, body: bytes) -> tuple[int, dict[str, str], Any]:
-    headers = {"Content-Type": "application/x-amz-json-1.1"}
+def _raw(
+    url: str,
+    target: str | None,
+    body: bytes,
+    content_type: str | None = "application/x-amz-json-1.1",
+) -> tuple[int, dict[str, str], Any]:
+    headers = {} if content_type is None else {"Content-Type": content_type}
     if target is not None:
         headers["X-Amz-Target"] = target
     request = urllib.request.Request(url + "/", data=body, headers=headers, method="POST")
@@ -75,6 +80,32 @@ def test_a_malformed_body_is_a_serialization_exception(local: Any, body: bytes) 
     assert status == 400
     assert answer["__type"] == headers["x-amzn-ErrorType"] == "SerializationException"
     assert answer["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain", ""])
+def test_a_content_type_other_than_aws_json_is_refused(
+    local: Any, content_type: str | None
+) -> None:
+    gateway, _, _ = local
+    status, headers, answer = _raw(gateway.url, "SageMaker.ListModels", b"{}", content_type)
+    assert status == 415
+    assert answer["__type"] == headers["x-amzn-ErrorType"] == "UnsupportedMediaTypeException"
+    assert "application/x-amz-json-1.1" in answer["message"]
+
+
+def test_content_type_parameters_are_ignored(local: Any) -> None:
+    gateway, _, _ = local
+    kind = "Application/X-Amz-Json-1.1; charset=utf-8"
+    status, _, answer = _raw(gateway.url, "SageMaker.ListModels", b"{}", kind)
+    assert status == 200 and "Models" in answer
+
+
+def test_a_body_over_the_payload_limit_is_a_validation_exception(local: Any) -> None:
+    gateway, _, _ = local
+    status, headers, answer = _raw(gateway.url, "SageMaker.ListModels", b" " * (6291456 + 1))
+    assert status == 400
+    assert answer["__type"] == headers["x-amzn-ErrorType"] == "ValidationException"
+    assert "6291456" in answer["message"]
 
 
 def test_a_wrong_member_is_refused_as_sagemaker_refuses_it(local: Any) -> None:
