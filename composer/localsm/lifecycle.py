@@ -1,9 +1,11 @@
 """Endpoints' containers: a set started beside what serves, switched in at once, stopped.
 
-CreateEndpoint, UpdateEndpoint and DeleteEndpoint all come down to the same three steps: start
-a set of containers (runners/endpoint.py's `started_containers`) until each passes /ping, serve
-it under the endpoint's name in the gateway's registry (an atomic replace), stop the set it
-replaced. A set that fails to start never reaches the registry, so what served goes on serving.
+CreateEndpoint, UpdateEndpoint, DeleteEndpoint and `up --watch`'s reloads (watch.py) all come
+down to the same steps: start a set of containers (runners/endpoint.py's `started_containers`)
+until each passes /ping (`start`, `start_pipeline`), then `switch`: serve it under the
+endpoint's name in the gateway's registry (an atomic replace) and stop what it replaced once
+its requests in flight are answered. A set that fails to start never reaches the registry, so
+what served goes on serving. A reload of one container is a set of one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..gateway import EndpointRegistry
 from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, gateway_config, started_containers
 from ..runners.process import ProcessRunner
+from ..spec.models import Pipeline
 from .pipelines import ModelPlan, pipeline_for
 
 #: SageMaker's FailureReason holds at most 1024 characters (botocore's FailureReason shape).
@@ -106,29 +109,25 @@ class Lifecycle:
     ) -> RunningSet:
         """A new set for the endpoint: each variant's (plan, variant, images) started, every
         container pinged; raises ComposerError if not (and stops what had started)."""
-        generation = next(self._generation)
+        generation = self.folder(endpoint_name)
         stack = contextlib.AsyncExitStack()
         started: list[RunningVariant] = []
         try:
             for plan, variant, images in variants:
                 copies = []
                 for copy in range(instance_count(variant)):
-                    folder = self.root / f"{endpoint_name}-{generation}"
+                    folder = generation
                     if len(variants) > 1:
                         folder = folder / str(variant["VariantName"])
                     if copy:
                         folder = folder / f"instance-{copy + 1}"
                     pipeline = pipeline_for(plan, endpoint_name, variant, folder, async_config)
                     copies.append(
-                        await stack.enter_async_context(
-                            started_containers(
-                                pipeline,
-                                host=self.host,
-                                runner=self.runner_for(plan),
-                                out=self.out,
-                                progress=lambda _message: None,
-                                scope=f"{endpoint_name}/",
-                            )
+                        await self.start_pipeline(
+                            pipeline,
+                            stack,
+                            runner=self.runner_for(plan),
+                            scope=f"{endpoint_name}/",
                         )
                     )
                 started.append(RunningVariant(variant, images, copies))
@@ -136,6 +135,49 @@ class Lifecycle:
             await stack.aclose()
             raise
         return RunningSet(config_name, started, stack)
+
+    def folder(self, endpoint_name: str) -> Path:
+        """A fresh folder for one new set's working files, never a running set's."""
+        return self.root / f"{endpoint_name}-{next(self._generation)}"
+
+    async def start_pipeline(
+        self,
+        pipeline: Pipeline,
+        stack: contextlib.AsyncExitStack,
+        *,
+        runner: Runner | None,
+        scope: str = "",
+        progress: Callable[[str], None] | None = None,
+        startup_timeout: float | None = None,
+    ) -> LocalEndpoint:
+        """Every container of `pipeline` started and pinged, stopped when `stack` closes; raises
+        (having stopped what had started) if one does not pass /ping."""
+        return await stack.enter_async_context(
+            started_containers(
+                pipeline,
+                host=self.host,
+                runner=runner,
+                out=self.out,
+                progress=progress or (lambda _message: None),
+                startup_timeout=startup_timeout,
+                scope=scope,
+            )
+        )
+
+    async def switch(
+        self,
+        name: str,
+        new: RunningSet,
+        old: RunningSet | None,
+        switched: Callable[[], None] | None = None,
+    ) -> None:
+        """Route the endpoint's requests to `new` at once (`switched` is told then), then stop
+        `old`: requests it is answering finish first (each container stops gracefully)."""
+        self.serve(name, new)
+        if switched is not None:
+            switched()
+        if old is not None:
+            await old.stop()
 
     def serve(self, name: str, running: RunningSet) -> None:
         """Route the endpoint's requests to this set from now on (atomic, registry.py); several
