@@ -8,6 +8,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ HANDLER = """
 import importlib.util
 import json
 import os
+import time
 
 GREETING = {greeting!r}
 {extra}
@@ -42,6 +44,7 @@ def input_fn(body, content_type):
 
 
 def predict_fn(data, model):
+    time.sleep(data.get("sleep", 0))
     return {{
         "greeting": GREETING,
         "suffix": os.environ.get("SUFFIX", ""),
@@ -81,12 +84,14 @@ def watched(tmp_path: Path) -> Iterator[Up]:
         yield up
 
 
-def ask(up: Up, hostname: str = "greeter", client: Any = None) -> dict[str, Any]:
+def ask(
+    up: Up, hostname: str = "greeter", client: Any = None, body: bytes = b"{}"
+) -> dict[str, Any]:
     answer = (client or up.client()).invoke_endpoint(
         EndpointName=up.name,
         ContentType="application/json",
         TargetContainerHostname=hostname,
-        Body=b"{}",
+        Body=body,
     )
     return dict(json.loads(answer["Body"].read()))
 
@@ -200,3 +205,17 @@ def test_a_broken_change_keeps_the_old_container_serving_and_a_fix_reloads(
     write_handler(tmp_path / "greeter", "fixed")
     watched.wait_for("sm-compose: reloaded greeter (code)", RELOAD_TIMEOUT)
     assert ask(watched)["greeting"] == "fixed"
+
+
+def test_a_request_in_flight_during_a_reload_finishes_on_the_old_process(
+    watched: Up, tmp_path: Path
+) -> None:
+    slow: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: slow.append(ask(watched, body=b'{"sleep": 5}')))
+    worker.start()
+    time.sleep(0.5)
+    write_handler(tmp_path / "greeter", "new code")
+    watched.wait_for("sm-compose: reloaded greeter (code)", RELOAD_TIMEOUT)
+    assert ask(watched)["greeting"] == "new code"  # the new process, while the old one answers
+    worker.join(timeout=60)
+    assert slow == [{"greeting": "hello from greeter", "suffix": "", "six": False}]
