@@ -12,6 +12,7 @@ last log lines printed; the next save tries again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
@@ -94,6 +95,7 @@ class Watcher:
             c.hostname: _Served(c, p, None)
             for c, p in zip(endpoint.containers, endpoint.prepared, strict=True)
         }
+        self._retiring: set[asyncio.Future[None]] = set()
 
     def folders(self) -> dict[str, Path]:
         """Each `build:` container's source folder, by hostname."""
@@ -101,28 +103,65 @@ class Watcher:
         return {c.hostname: p.resolve(c.build) for c in p.containers if c.build is not None}
 
     async def run(self) -> None:
-        """Watch until cancelled; a new set of folders (a pipeline change) is watched anew."""
+        """Watch until cancelled; a new set of folders (a pipeline change) is watched anew.
+
+        The containers' folders are watched recursively, the pipeline file's folder not: the
+        logs `up` writes beside the pipeline (in .composer) would keep its batches from ever
+        being quiet. Changes that come while a reload runs are the next batch.
+        """
         while True:
             folders = sorted(set(self.folders().values()))
-            roots = [f for f in {*folders, self.file.parent} if f.is_dir()]
+            batches: asyncio.Queue[set[Path]] = asyncio.Queue()
             relevant = _Relevant(self.file, folders)
-            announced = False
-            async for changes in awatch(
-                *roots,
-                watch_filter=relevant,
-                step=QUIET_MS,
-                debounce=DEBOUNCE_MS,
-                rust_timeout=1000,
-                yield_on_timeout=True,  # the first (empty) batch: the watch is in place
-            ):
-                if not announced:
-                    announced = True
-                    self.out(
-                        f"sm-compose: watching {self.shown} and {len(folders)} container "
-                        f"folder{'s' if len(folders) != 1 else ''} for changes"
-                    )
-                if changes and await self.changed({Path(p) for _c, p in changes}):
-                    break  # the pipeline's folders changed: watch the new ones
+            watches = [([self.file.parent], False)]
+            if folders:
+                watches.append(([f for f in folders if f.is_dir()], True))
+            started = [asyncio.Event() for _ in watches]
+            feeds = [
+                asyncio.create_task(self._feed(roots, recursive, relevant, batches, ready))
+                for (roots, recursive), ready in zip(watches, started, strict=True)
+            ]
+            try:
+                await asyncio.gather(*(ready.wait() for ready in started))
+                self.out(
+                    f"sm-compose: watching {self.shown} and {len(folders)} container "
+                    f"folder{'s' if len(folders) != 1 else ''} for changes"
+                )
+                while True:
+                    paths = await batches.get()
+                    while not batches.empty():  # what came meanwhile, in one reload
+                        paths |= batches.get_nowait()
+                    if await self.changed(paths):
+                        break  # the pipeline's folders changed: watch the new ones
+            finally:
+                for feed in feeds:
+                    feed.cancel()
+                await asyncio.gather(*feeds, return_exceptions=True)
+
+    @staticmethod
+    async def _feed(
+        roots: list[Path],
+        recursive: bool,
+        relevant: _Relevant,
+        batches: asyncio.Queue[set[Path]],
+        ready: asyncio.Event,
+    ) -> None:
+        roots = [r for r in roots if r.is_dir()]
+        if not roots:  # every container folder gone: the pipeline file is still watched
+            ready.set()
+            return
+        async for changes in awatch(
+            *roots,
+            watch_filter=relevant,
+            step=QUIET_MS,
+            debounce=DEBOUNCE_MS,
+            rust_timeout=1000,
+            yield_on_timeout=True,  # the first (empty) batch: the watch is in place
+            recursive=recursive,
+        ):
+            ready.set()
+            if changes:
+                batches.put_nowait({Path(p) for _change, p in changes})
 
     async def changed(self, paths: set[Path]) -> bool:
         """One batch of changed paths reloaded; whether the folders to watch changed."""
@@ -222,17 +261,21 @@ class Watcher:
         await self.lifecycle.switch(new.name, running, RunningSet(new.name, [], retired), switched)
 
     async def _retire(self, hostname: str, was: _Served) -> None:
+        """Stop a replaced container (and the reload's set, once it serves nothing); finished
+        even if `up` stops meanwhile (`aclose` waits for it)."""
         if was.part is None:
-            await was.container.stop()  # `up`'s own set: the rest of it runs on
-            return
-        was.part.serving.discard(hostname)
-        if not was.part.serving:
-            await was.part.stack.aclose()
+            stopping = was.container.stop()  # `up`'s own set: the rest of it runs on
         else:
-            await was.container.stop()
+            was.part.serving.discard(hostname)
+            stopping = was.part.stack.aclose() if not was.part.serving else was.container.stop()
+        task = asyncio.ensure_future(stopping)
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        await asyncio.shield(task)
 
     async def aclose(self) -> None:
         """Stop the containers reloads started (once the gateway has stopped)."""
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         parts = {id(s.part): s.part for s in self.served.values() if s.part is not None}
         for part in parts.values():
             await part.stack.aclose()
