@@ -55,7 +55,19 @@ class _Served:
     part: _Part | None  # None: `up`'s own first set, which `up` stops
 
 
-class _Relevant(DefaultFilter):
+def why_changed(paths: Iterable[Path], folders: dict[str, Path]) -> dict[str, set[Why]]:
+    """Each container (hostname: its folder) a change in its folder reloads, and why: its
+    requirements.txt, or its code (anything else there)."""
+    reasons: dict[str, set[Why]] = {}
+    for path in paths:
+        for hostname, folder in folders.items():
+            if path.is_relative_to(folder):
+                why: Why = "requirements" if path == folder / "requirements.txt" else "code"
+                reasons.setdefault(hostname, set()).add(why)
+    return reasons
+
+
+class Relevant(DefaultFilter):
     """watchfiles' default filter, the state folder too, and only the paths watched."""
 
     def __init__(self, pipeline_file: Path, folders: Iterable[Path]) -> None:
@@ -112,7 +124,7 @@ class Watcher:
         while True:
             folders = sorted(set(self.folders().values()))
             batches: asyncio.Queue[set[Path]] = asyncio.Queue()
-            relevant = _Relevant(self.file, folders)
+            relevant = Relevant(self.file, folders)
             watches = [([self.file.parent], False)]
             if folders:
                 watches.append(([f for f in folders if f.is_dir()], True))
@@ -142,7 +154,7 @@ class Watcher:
     async def _feed(
         roots: list[Path],
         recursive: bool,
-        relevant: _Relevant,
+        relevant: Relevant,
         batches: asyncio.Queue[set[Path]],
         ready: asyncio.Event,
     ) -> None:
@@ -165,12 +177,7 @@ class Watcher:
 
     async def changed(self, paths: set[Path]) -> bool:
         """One batch of changed paths reloaded; whether the folders to watch changed."""
-        reasons: dict[str, set[Why]] = {}
-        for hostname, folder in self.folders().items():
-            for path in paths:
-                if path.is_relative_to(folder):
-                    why: Why = "requirements" if path == folder / "requirements.txt" else "code"
-                    reasons.setdefault(hostname, set()).add(why)
+        reasons = why_changed(paths, self.folders())
         new = self.pipeline
         if self.file in paths:
             new = self._reread()
