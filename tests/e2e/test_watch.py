@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from composer.runners.engine import Engine
+from tests.engines import ENGINE_ENV
+
 from .conftest import REPO, Up, invoking_meanwhile, running_up, write_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -219,3 +222,30 @@ def test_a_request_in_flight_during_a_reload_finishes_on_the_old_process(
     assert ask(watched)["greeting"] == "new code"  # the new process, while the old one answers
     worker.join(timeout=60)
     assert slow == [{"greeting": "hello from greeter", "suffix": "", "six": False}]
+
+
+@pytest.mark.engine
+def test_with_an_engine_a_code_change_builds_a_new_image_and_container(
+    engine: Engine, tmp_path: Path
+) -> None:
+    pipeline = project(tmp_path, {"greeter": {}}, mode="Serial")
+    args = ("--watch", "--engine", engine.name)
+    with running_up(pipeline, *args, env=ENGINE_ENV) as up:
+        up.wait_for("sm-compose: watching", 60)
+        client = up.client()
+
+        def greeting() -> str:
+            answer = client.invoke_endpoint(
+                EndpointName=up.name, ContentType="application/json", Body=b"{}"
+            )
+            return str(json.loads(answer["Body"].read())["greeting"])
+
+        assert greeting() == "hello from greeter"
+        answers: list[str] = []
+        with invoking_meanwhile(lambda: answers.append(greeting())) as failures:
+            write_handler(tmp_path / "greeter", "hello from a new image")
+            up.wait_for("sm-compose: reloaded greeter (code)", 600)
+            time.sleep(1.0)
+        assert failures == []
+        assert answers[-1] == "hello from a new image"
+        assert len(set(starts(up, "greeter"))) == 2  # a second container, on a port of its own
