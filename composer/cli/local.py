@@ -58,6 +58,12 @@ def trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Seconds each container has to pass /ping; overrides "
     "endpoint.startup_health_check_timeout (default 480, SageMaker's 8 minutes).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload on each saved change of a build: container's folder or of PIPELINE: only "
+    "what changed restarts, beside what serves, and traffic switches once it passes /ping.",
+)
 @trace_options
 @engine_option
 @friendly
@@ -66,6 +72,7 @@ def up(
     port: int,
     host: str,
     startup_timeout: float | None,
+    watch: bool,
     trace: bool,
     trace_bodies: bool,
     engine: str | None,
@@ -92,6 +99,7 @@ def up(
             progress=spinner.say,
             startup_timeout=startup_timeout,
             trace=hop_trace(trace, trace_bodies, out),
+            watch=pipeline if watch else None,
         )
         sys.exit(asyncio.run(serve_until_stopped(endpoint, out=out)))
 

@@ -1,9 +1,11 @@
 """Endpoints' containers: a set started beside what serves, switched in at once, stopped.
 
-CreateEndpoint, UpdateEndpoint and DeleteEndpoint all come down to the same three steps: start
-a set of containers (runners/endpoint.py's `started_containers`) until each passes /ping, serve
-it under the endpoint's name in the gateway's registry (an atomic replace), stop the set it
-replaced. A set that fails to start never reaches the registry, so what served goes on serving.
+CreateEndpoint, UpdateEndpoint, DeleteEndpoint and `up --watch`'s reloads (watch.py) all come
+down to the same steps: start a set of containers (`start_pipeline`, runners/endpoint.py's
+`started_containers`) until each passes /ping, then `switch`: serve it under the endpoint's name
+in the gateway's registry (an atomic replace) and stop what it replaced once its requests in
+flight are answered. A set that fails to start never reaches the registry, so what served goes
+on serving. A reload of one container is a set of one.
 
 A change of weights serves the same copies again, and a change of instance count starts only the
 added copies (or stops only the removed ones): the registry keeps serving a copy it already
@@ -31,6 +33,7 @@ from ..gateway import EndpointRegistry
 from ..runners.contract import Runner
 from ..runners.endpoint import LocalEndpoint, started_containers
 from ..runners.process import ProcessRunner
+from ..spec.models import Pipeline
 from .pipelines import ModelPlan, pipeline_for
 
 #: SageMaker's FailureReason holds at most 1024 characters (botocore's FailureReason shape).
@@ -104,6 +107,7 @@ class Lifecycle:
         self.region: str | None = None
         #: Endpoints whose lines carry no endpoint name (`up`'s own, as `up` prints them).
         self.unscoped: set[str] = set()
+        self._reloads = itertools.count(1)  # `up --watch`'s sets' folders (`folder`)
 
     def runner_for(self, plan: ModelPlan) -> Runner:
         """Local processes when every image is ours; else the engine, if `local` has one."""
@@ -201,21 +205,17 @@ class Lifecycle:
                 )
                 stack = contextlib.AsyncExitStack()
                 running.stack.push_async_callback(stack.aclose)
-                copy = await stack.enter_async_context(
-                    started_containers(
-                        pipeline,
-                        host=self.host,
-                        runner=self.runner_for(plan),
-                        out=self.out,
-                        progress=lambda _message: None,
-                        scope=self.scope(
-                            endpoint_name,
-                            variant.name if several else None,
-                            instance_id if total > 1 else None,
-                        ),
-                        log_dir=self.log_dir(endpoint_name, variant.name, instance_id),
-                        instance_id=instance_id,
-                    )
+                copy = await self.start_pipeline(
+                    pipeline,
+                    stack,
+                    runner=self.runner_for(plan),
+                    scope=self.scope(
+                        endpoint_name,
+                        variant.name if several else None,
+                        instance_id if total > 1 else None,
+                    ),
+                    log_dir=self.log_dir(endpoint_name, variant.name, instance_id),
+                    instance_id=instance_id,
                 )
                 variant.stops[instance_id] = stack
                 added.append(copy)
@@ -232,6 +232,53 @@ class Lifecycle:
             stack = variant.stops.pop(copy.instance_id, None)
             if stack is not None:
                 await stack.aclose()
+
+    def folder(self, endpoint_name: str) -> Path:
+        """A fresh folder for one new set's working files, never a running set's."""
+        return self.root / "reloads" / f"{endpoint_name}-{next(self._reloads)}"
+
+    async def start_pipeline(
+        self,
+        pipeline: Pipeline,
+        stack: contextlib.AsyncExitStack,
+        *,
+        runner: Runner | None,
+        scope: str = "",
+        progress: Callable[[str], None] | None = None,
+        startup_timeout: float | None = None,
+        log_dir: Path | None = None,
+        instance_id: str = "local-1",
+    ) -> LocalEndpoint:
+        """Every container of `pipeline` started and pinged, stopped when `stack` closes; raises
+        (having stopped what had started) if one does not pass /ping."""
+        return await stack.enter_async_context(
+            started_containers(
+                pipeline,
+                host=self.host,
+                runner=runner,
+                out=self.out,
+                progress=progress or (lambda _message: None),
+                startup_timeout=startup_timeout,
+                scope=scope,
+                log_dir=log_dir,
+                instance_id=instance_id,
+            )
+        )
+
+    async def switch(
+        self,
+        name: str,
+        new: RunningSet,
+        old: RunningSet | None,
+        switched: Callable[[], None] | None = None,
+    ) -> None:
+        """Route the endpoint's requests to `new` at once (`switched` is told then), then stop
+        `old`: requests it is answering finish first (each container stops gracefully)."""
+        self.serve(name, new)
+        if switched is not None:
+            switched()
+        if old is not None:
+            await old.stop()
 
     def serve(self, name: str, running: RunningSet) -> None:
         """Route the endpoint's requests to this set from now on (atomic, registry.py); several

@@ -457,14 +457,15 @@ class LocalSageMaker:
             await running.stop()
             return
         old, endpoint.running = endpoint.running, running
-        self.lifecycle.serve(endpoint.name, running)
-        endpoint.config_name = config.name
-        endpoint.status = "InService"
-        endpoint.failure_reason = None
-        endpoint.modified = time.time()
-        out(f"sm-compose: endpoint {endpoint.name} InService ({config.name})")
-        if old is not None:
-            await old.stop()
+
+        def switched() -> None:
+            endpoint.config_name = config.name
+            endpoint.status = "InService"
+            endpoint.failure_reason = None
+            endpoint.modified = time.time()
+            out(f"sm-compose: endpoint {endpoint.name} InService ({config.name})")
+
+        await self.lifecycle.switch(endpoint.name, running, old, switched)
 
     def _endpoint(self, name: str) -> _Endpoint:
         found = self._endpoints.get(name)

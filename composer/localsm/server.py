@@ -31,6 +31,7 @@ from ..spec.models import Pipeline
 from .errors import ApiError
 from .lifecycle import Lifecycle
 from .operations import LocalSageMaker
+from .watch import Watcher
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
 ROOT_PREFIX = "sm-compose-local-"
@@ -69,18 +70,21 @@ async def pipeline_with_control_plane(
     runner: Runner | None = None,
     out: Callable[[str], None] = print,
     known_images: Mapping[str, BuiltFrom] | None = None,
+    watch: str | None = None,
     **running: Any,
 ) -> AsyncIterator[LocalEndpoint]:
     """`up`: the pipeline's endpoint (`running_endpoint`), with the control plane on its port.
 
     Its model, endpoint config and endpoint show in Describe and List calls (created through the
     same operations a client calls); more endpoints can be created beside it. `known_images`:
-    what lock files map to build folders (the pipeline's own, read by the CLI).
+    what lock files map to build folders (the pipeline's own, read by the CLI). `watch`: the
+    pipeline file, watched with its containers' folders (`up --watch`, watch.py).
     """
     root = working_root()
     engine = runner if runner is not None and not isinstance(runner, ProcessRunner) else None
     lifecycle = Lifecycle(root, engine_runner=engine, out=out)
     control = LocalSageMaker(lifecycle, known_images=known_images)
+    watcher: Watcher | None = None
     try:
         started = running_endpoint(pipeline, runner=runner, out=out, control=control, **running)
         async with started as endpoint:
@@ -90,9 +94,28 @@ async def pipeline_with_control_plane(
                 await control.adopt(local_requests(pipeline), endpoint)
             except ApiError as exc:  # the endpoint serves all the same; say why it is not listed
                 out(f"sm-compose: {pipeline.name} is not in the control plane's lists: {exc}")
-            yield endpoint
+            if watch is None:
+                yield endpoint
+                return
+            watcher = Watcher(
+                watch,
+                endpoint,
+                lifecycle,
+                runner=runner,
+                startup_timeout=running.get("startup_timeout"),
+                out=out,
+            )
+            watching = asyncio.create_task(watcher.run())
+            try:
+                yield endpoint
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
     finally:
-        # Once the gateway has drained and stopped: the endpoints created beside `up`'s stop.
+        # Once the gateway has drained and stopped: what reloads and the control plane started.
+        if watcher is not None:
+            await watcher.aclose()
         await control.aclose()
         shutil.rmtree(root, ignore_errors=True)
 

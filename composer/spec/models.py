@@ -642,6 +642,25 @@ class Pipeline(_Spec):
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
 
+    def part(self, hostnames: Iterable[str], folder: Path) -> Pipeline:
+        """Some of its containers, with their working files under `folder` (local paths made
+        absolute): what `up --watch` starts beside the running ones. A part of a valid pipeline,
+        so not checked again (one container of a Direct pipeline is not a pipeline of its own)."""
+        wanted = set(hostnames)
+        containers = []
+        for c in self.containers:
+            if c.hostname not in wanted:
+                continue
+            paths: dict[str, str] = {}
+            if c.build is not None:
+                paths["build"] = str(self.resolve(c.build))
+            if c.model_data is not None and not c.model_data.startswith("s3://"):
+                paths["model_data"] = str(self.resolve(c.model_data))
+            containers.append(c.model_copy(update=paths))
+        copy = self.model_copy(update={"containers": containers})
+        copy._source = folder.resolve() / "pipeline.yaml"
+        return copy
+
     def container(self, hostname: str) -> Container:
         for c in self.containers:
             if c.hostname == hostname:

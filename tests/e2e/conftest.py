@@ -4,7 +4,8 @@
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
 small containers (`small_pipeline`) built for it; `sagemaker_on_local` is `local` as the test's
-SageMaker, with S3 and Application Auto Scaling on moto's server.
+SageMaker, with S3 and Application Auto Scaling on moto's server. `invoking_meanwhile` keeps
+invoking while a test changes what serves (an update, a reload).
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
 the composer.testing plugin (not these fixtures) runs `up`.
 """
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,28 @@ def sagemaker_on_local(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Ite
     with running_local(ready=60) as local:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", local.url)
         yield local
+
+
+@contextlib.contextmanager
+def invoking_meanwhile(invoke: Callable[[], object]) -> Iterator[list[BaseException]]:
+    """`invoke` called again and again in a thread for the block; what it raised, after."""
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_invoking() -> None:
+        while not stop.is_set():
+            try:
+                invoke()
+            except BaseException as e:  # every failure is the test's business
+                failures.append(e)
+
+    worker = threading.Thread(target=keep_invoking)
+    worker.start()
+    try:
+        yield failures
+    finally:
+        stop.set()
+        worker.join()
 
 
 def kill_tree(up: Up) -> None:

@@ -6,7 +6,6 @@ are what `sm-compose build` printed for two small containers, so they run as loc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from tests.e2e.conftest import (
     REPO,
     Up,
     faulty_pipeline,
+    invoking_meanwhile,
     kill_tree,
     processes_under,
     running_local,
@@ -114,28 +114,6 @@ def _single(sm: Any, name: str, image: str, **env: str) -> None:
     sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "Environment": env})
     variants = [{"VariantName": "v", "ModelName": name}]
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
-
-
-@contextlib.contextmanager
-def _invoking_meanwhile(invoke: Callable[[], object]) -> Iterator[list[BaseException]]:
-    """`invoke` called again and again in a thread for the block; what it raised, after."""
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def keep_invoking() -> None:
-        while not stop.is_set():
-            try:
-                invoke()
-            except BaseException as e:  # every failure is the test's business
-                failures.append(e)
-
-    worker = threading.Thread(target=keep_invoking)
-    worker.start()
-    try:
-        yield failures
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _invoke(up: Up, endpoint: str, hostname: str | None) -> tuple[Any, str]:
@@ -633,7 +611,7 @@ def test_two_variants_split_traffic_by_weight_and_take_new_weights_live(
             EndpointName="split", TargetVariant="c", ContentType="application/json", Body=b"{}"
         )
 
-    with _invoking_meanwhile(lambda: _invoke(local, "split", None)) as failures:
+    with invoking_meanwhile(lambda: _invoke(local, "split", None)) as failures:
         sm.update_endpoint_weights_and_capacities(
             EndpointName="split",
             DesiredWeightsAndCapacities=[{"VariantName": "a", "DesiredWeight": 0.0}],
@@ -698,7 +676,7 @@ def test_instances_each_serve_and_their_count_changes_live(
     busy.join()
     assert len(meanwhile) == 1 and slow and meanwhile != set(slow), (meanwhile, slow)
 
-    with _invoking_meanwhile(whoami) as failures:
+    with invoking_meanwhile(whoami) as failures:
         sm.update_endpoint_weights_and_capacities(
             EndpointName="twice",
             DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredInstanceCount": 1}],

@@ -74,6 +74,25 @@ def test_good_spec_loads_with_defaults(project: Path) -> None:
     assert p.state_dir == project.resolve() / ".composer" / "nlp"
 
 
+def test_a_part_of_a_pipeline_keeps_its_paths_and_works_elsewhere(
+    project: Path, tmp_path: Path
+) -> None:
+    """What `up --watch` starts beside the running containers: some of them, with working
+    files in a folder of their own, their relative paths still naming the same files."""
+    text = GOOD.replace(
+        "    build: ./containers/a\n", "    build: ./containers/a\n    model_data: ./model.tar.gz\n"
+    )
+    p = load_pipeline(write(project, text))
+    part = p.part(["a"], tmp_path / "reload-1")
+    assert [c.hostname for c in part.containers] == ["a"]
+    assert part.state_dir == (tmp_path / "reload-1").resolve() / ".composer" / "nlp"
+    (a,) = part.containers
+    assert part.resolve(a.build or "") == p.resolve(p.containers[0].build or "")
+    assert a.model_data == str((project / "model.tar.gz").resolve())
+    assert (part.name, part.mode, a.env) == (p.name, p.mode, p.containers[0].env)
+    assert p.state_dir == project.resolve() / ".composer" / "nlp"  # the original unchanged
+
+
 def test_mode_defaults_to_serial(project: Path) -> None:
     text = GOOD.replace("mode: Direct\n", "")
     assert load_pipeline(write(project, text)).mode == "Serial"
