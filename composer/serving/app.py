@@ -99,7 +99,10 @@ def answerer(default_accept: str, batcher: Batcher | None = None) -> multimodel.
         if batcher is not None:
 
             def predict(data: Any, model: Any) -> Any:
-                return batcher.predict(data, model, arrived)
+                return batcher.predict(data, model, arrived, late)
+
+            def late(error: errors.Timeout) -> bool:
+                return errors.answer_past_the_app(req.env, error)
 
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
