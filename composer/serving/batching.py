@@ -145,17 +145,23 @@ class Batcher:
             f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.timeout:g} s); {where}"
         )
 
-    def _overrun(self) -> None:
+    def _overrun(self, replace: bool = True) -> bool:
         """Under the lock: the running batch is stuck; refuse what queued and what comes next.
 
-        The first time, `on_overrun` is called on a thread of its own (not under the lock).
+        True the first time; then `on_overrun` runs on a thread of its own (not under the
+        lock), unless `replace` is false (the caller runs it when it is done).
         """
         if self._stuck:
-            return
+            return False
         self._stuck = True
         for queued in self._queue:
             queued.finish(error=self._stuck_error())
         self._queue.clear()
+        if replace:
+            self._replace()
+        return True
+
+    def _replace(self) -> None:
         if self.on_overrun is not None:
             threading.Thread(target=self.on_overrun, name="batch-overrun", daemon=True).start()
 
@@ -238,7 +244,7 @@ class Batcher:
                 ):
                     continue
                 leader.answered_late = True
-                self._overrun()
+                first = self._overrun(replace=False)
             log.error("a request ran out of time (%g s): its batch was still running", self.timeout)
             if leader.answer_late is not None:
                 leader.answer_late(
@@ -247,6 +253,8 @@ class Batcher:
                         "its batch was still running"
                     )
                 )
+            if first:
+                self._replace()
 
 
 def replace_this_worker() -> None:
