@@ -232,6 +232,7 @@ def create_app(
             max_delay=delay_ms / 1000,
             timeout=environment.timeout(),
             on_overrun=on_overrun,
+            cooperative=environment.worker_class() == "gevent",
         )
         answer = answerer(environment.default_accept(), batcher)
         log.info("batching: up to %d requests per batch_predict_fn call, delay %d ms", *batches)

@@ -40,7 +40,8 @@ class _Pending:
     data: Any
     deadline: float
     answer_late: AnswerLate | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
+    # looked up per request: under gevent's workers threading.Event is patched after import
+    wake: threading.Event = field(default_factory=lambda: threading.Event())
     taken: bool = False  # in a batch that is running
     lead: bool = False  # woken to run the next batch itself
     finished: bool = False
@@ -72,14 +73,18 @@ class Batcher:
         max_delay: float,
         timeout: float,
         on_overrun: Callable[[], None] | None = None,
+        cooperative: bool = False,
     ) -> None:
         self.batch_fn = batch_fn
+        # gevent's workers: nothing else runs while a greenlet computes, so an idle leader
+        # yields once first, for the requests already arrived to queue with it
+        self.cooperative = cooperative
         self.max_size = max_size
         self.max_delay = max_delay
         self.timeout = timeout
         self.on_overrun = on_overrun
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
+        self._collecting: _Pending | None = None  # a leader waiting up to max_delay for more
         self._queue: deque[_Pending] = deque()
         self._running: _Pending | None = None  # the leader of the batch that runs
         self._model: Any = None
@@ -97,19 +102,30 @@ class Batcher:
         """This request's output; its SAGEMAKER_MODEL_SERVER_TIMEOUT counts from `started`."""
         begun = time.monotonic() if started is None else started
         item = _Pending(data, begun + self.timeout, answer_late)
+        if self._pid != os.getpid():
+            self._start_watchdog()
+        batch: list[_Pending] = []
+        collect = False
         with self._lock:
             if self._stuck:
                 raise self._stuck_error()
-            self._start_watchdog()
             self._model = model
             if self._running is None:  # idle: this request is a batch of one, run here and now
-                item.taken = True
                 self._running = item
-                batch = [item]
+                if self.cooperative:
+                    self._queue.append(item)
+                    collect = True
+                else:
+                    item.taken = True
+                    batch = [item]
             else:
                 self._queue.append(item)
-                self._arrived.notify()  # a leader waiting up to max_delay for company
-                batch = []
+                if self._collecting is not None:
+                    self._collecting.wake.set()  # one more for the batch it is filling
+        if collect:  # cooperative: let the requests already arrived queue first
+            time.sleep(0)
+            with self._lock:
+                batch = self._take(item, wait=False)
         if batch:
             return self._lead(item, batch, model)
         if not item.wake.wait(max(0.0, item.deadline - time.monotonic())):
@@ -171,12 +187,20 @@ class Batcher:
             f"({self.timeout:g} s); the worker holding it is being replaced, send it again"
         )
 
-    def _take(self, leader: _Pending) -> list[_Pending]:
-        """Under the lock: the next batch, `leader` (the queue's head) first."""
-        if self.max_delay > 0:
+    def _take(self, leader: _Pending, wait: bool = True) -> list[_Pending]:
+        """Under the lock: the next batch, `leader` (the queue's head) first; under load
+        (`wait`), after up to max_delay for more."""
+        if wait and self.max_delay > 0:
             until = time.monotonic() + self.max_delay
             while len(self._queue) < self.max_size and (left := until - time.monotonic()) > 0:
-                self._arrived.wait(left)
+                leader.wake.clear()
+                self._collecting = leader
+                self._lock.release()
+                try:
+                    leader.wake.wait(left)
+                finally:
+                    self._lock.acquire()
+                    self._collecting = None
         batch: list[_Pending] = []
         while self._queue and len(batch) < self.max_size:
             queued = self._queue.popleft()
@@ -223,10 +247,11 @@ class Batcher:
             item.finish(result=output)
 
     def _start_watchdog(self) -> None:
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        threading.Thread(target=self._watch, name="batch-watchdog", daemon=True).start()
+        """Once per process; started outside the lock (under gevent, starting one yields)."""
+        with self._lock:
+            first, self._pid = self._pid != os.getpid(), os.getpid()
+        if first:
+            threading.Thread(target=self._watch, name="batch-watchdog", daemon=True).start()
 
     def _watch(self) -> None:
         """Every tick: is the running batch's leader past its deadline? Then answer it 504."""
