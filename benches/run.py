@@ -975,13 +975,18 @@ def _in_process_pipe(sentence: str, count: int) -> float:
     return float(got["docs"] / got["seconds"])
 
 
-def _every_round(probes: list[Callable[[], Load]], rounds: int) -> list[list[Load]]:
-    """Each probe `rounds` times, interleaved; every round kept (for medians and pairs)."""
+def _every_round(
+    probes: list[Callable[[], Load]], rounds: int, also: Callable[[], float]
+) -> tuple[list[list[Load]], list[float]]:
+    """Each probe `rounds` times, interleaved, and `also` once per round; every round kept
+    (for medians and pairs)."""
     kept: list[list[Load]] = [[] for _ in probes]
+    extra: list[float] = []
     for _ in range(rounds):
         for i, probe in enumerate(probes):
             kept[i].append(probe())
-    return kept
+        extra.append(also())
+    return kept, extra
 
 
 def _best(loads: list[Load]) -> Load:
@@ -1052,8 +1057,12 @@ def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> N
                     wrk, "echo (no batch_predict_fn)", url, body, c, seconds, {TARGET: "echo"}
                 )
             )
-        every = _every_round(probes, rounds)
-    pipe_rate = _in_process_pipe(TEXT, 3000)
+        # nlp.pipe in one process, once a round: the ratio is taken round by round too
+        pipe_count = 500 if seconds < 2 else 3000
+        every, pipe_rates = _every_round(
+            probes, rounds, functools.partial(_in_process_pipe, TEXT, pipe_count)
+        )
+    pipe_rate = max(pipe_rates)
     runs = {(x[0].label, x[0].concurrency): x for x in every}
     best = {key: _best(loads) for key, loads in runs.items()}
     median = {key: _median_load(loads) for key, loads in runs.items()}
@@ -1082,7 +1091,10 @@ def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> N
         "p99_16_median_unbatched_ms": mu16.p99 / 1000,
         "p99_16_rounds_batched_no_worse": sum(d <= 0 for d in p99_diff),
         "of_in_process_pipe": b16.rps / pipe_rate,
-        "of_in_process_pipe_median": m16.rps / pipe_rate,
+        "of_in_process_pipe_median_of_rounds": statistics.median(
+            x.rps / rate for x, rate in zip(runs[(BATCHED, 16)], pipe_rates, strict=True)
+        ),
+        "in_process_pipe_docs_per_s_rounds": pipe_rates,
         "in_process_pipe_docs_per_s": pipe_rate,
         "added_p50_1_client_ms": (best[(BATCHED, 1)].p50 - best[(UNBATCHED, 1)].p50) / 1000,
         "added_p50_1_client_median_of_rounds_ms": statistics.median(p50_diff),
@@ -1110,9 +1122,9 @@ def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> N
         f"| {ms(m16.p99)} / {ms(mu16.p99)} ms | batched no worse |",
         f"| rounds with batched p99 ≤ unbatched p99 (16 clients, pair by pair) | | "
         f"{figures['p99_16_rounds_batched_no_worse']} of {rounds} | |",
-        f"| batched at 16 clients ÷ `nlp.pipe` in one process ({pipe_rate:,.0f} docs/s) | "
-        f"{figures['of_in_process_pipe']:.0%} | {figures['of_in_process_pipe_median']:.0%} "
-        "| ≥ 70% |",
+        f"| batched at 16 clients ÷ `nlp.pipe` in one process (best {pipe_rate:,.0f} docs/s, "
+        f"median {statistics.median(pipe_rates):,.0f}) | {figures['of_in_process_pipe']:.0%} "
+        f"| {figures['of_in_process_pipe_median_of_rounds']:.0%} (round by round) | ≥ 70% |",
         f"| added p50 at 1 client, batched minus unbatched | "
         f"{figures['added_p50_1_client_ms']:+.2f} ms "
         f"| {figures['added_p50_1_client_median_of_rounds_ms']:+.2f} ms (pair by pair) "
@@ -1129,8 +1141,9 @@ def bench_batching(work: Path, seconds: float, rounds: int, report: Report) -> N
         "the echo container (no `batch_predict_fn`, so batching is off: sync workers, as "
         f'before). Every request goes through the gateway: `{{"text": "{TEXT}"}}`, wrk with '
         f"one thread, {seconds:g} s per load, the {len(probes)} loads taking turns round by "
-        f"round. `nlp.pipe` runs the same sentence 3,000 times in one process (one core; the "
-        "servers share the machine's cores with the gateway, nginx and wrk).",
+        f"round. Each round ends with `nlp.pipe` over the same sentence, {pipe_count:,} times, in "
+        "one process (one core; the servers share the machine's cores with the gateway, nginx "
+        "and wrk).",
     )
     report.figures["batching"] = figures
 
