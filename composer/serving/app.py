@@ -99,7 +99,10 @@ def answerer(default_accept: str, batcher: Batcher | None = None) -> multimodel.
         if batcher is not None:
 
             def predict(data: Any, model: Any) -> Any:
-                return batcher.predict(data, model, arrived)
+                return batcher.predict(data, model, arrived, late)
+
+            def late(error: errors.Timeout) -> bool:
+                return errors.answer_past_the_app(req.env, error)
 
         body = req.bounded_stream.read()
         content_type = req.content_type or JSON
@@ -229,6 +232,7 @@ def create_app(
             max_delay=delay_ms / 1000,
             timeout=environment.timeout(),
             on_overrun=on_overrun,
+            cooperative=environment.worker_class() == "gevent",
         )
         answer = answerer(environment.default_accept(), batcher)
         log.info("batching: up to %d requests per batch_predict_fn call, delay %d ms", *batches)

@@ -82,6 +82,22 @@ def threads(default: int) -> int:
     return whole("COMPOSER_WORKER_THREADS", default, 1, 1024)
 
 
+#: gunicorn worker classes serve may run; None (unset) leaves the choice to the thread count.
+WORKER_CLASSES = ("sync", "gthread", "gevent")
+
+
+def worker_class() -> str | None:
+    """COMPOSER_WORKER_CLASS: sync, gthread or gevent; unset: sync with 1 thread, else gthread."""
+    raw = text("COMPOSER_WORKER_CLASS")
+    if not raw:
+        return None
+    if raw not in WORKER_CLASSES:
+        raise ConfigError(
+            f"COMPOSER_WORKER_CLASS: got {raw!r}; allowed is {', '.join(WORKER_CLASSES)}"
+        )
+    return raw
+
+
 def max_batch_size() -> int:
     """COMPOSER_MAX_BATCH_SIZE: requests per batch_predict_fn call; 1 turns batching off."""
     return whole("COMPOSER_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, 1, 1024)

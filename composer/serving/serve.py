@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -133,11 +134,32 @@ def settings(handler: Path | None = None) -> dict[str, object]:
                 "COMPOSER_MAX_BATCH_SIZE=1 to turn batching off"
             )
         found["threads"] = threads
+    found["worker_class"] = _worker_class(int(str(found["threads"])))
     preload = environment.preload()
     if preload is None and handler is not None:
         preload = handler_preload(handler)
     found["preload"] = True if preload is None else preload
     return found
+
+
+def _worker_class(threads: int) -> str:
+    """COMPOSER_WORKER_CLASS, checked against the threads it must hold; by default gunicorn's
+    own choice (sync with one thread, gthread with more)."""
+    chosen = environment.worker_class()
+    if chosen is None:
+        return "sync" if threads == 1 else "gthread"
+    if chosen == "sync" and threads > 1:
+        raise ConfigError(
+            f"COMPOSER_WORKER_CLASS: got 'sync' with {threads} threads per worker (batching, "
+            "multi-model or COMPOSER_WORKER_THREADS); a sync worker holds one request at a "
+            "time; allowed here is gthread or gevent"
+        )
+    if chosen == "gevent" and importlib.util.find_spec("gevent") is None:
+        raise ConfigError(
+            "COMPOSER_WORKER_CLASS: got 'gevent', but gevent is not installed in this "
+            "environment; add it to the container's requirements.txt, or use gthread"
+        )
+    return chosen
 
 
 def render_config(template: str, *, host: str, port: int, run_dir: Path, timeout: int) -> str:
@@ -193,7 +215,8 @@ def main(argv: list[str]) -> int:
         )
     print(
         f"serve: nginx on {conf['host']}:{port}, gunicorn with {conf['workers']} worker(s) "
-        f"x {conf['threads']} thread(s) (timeout {timeout}s, preload {conf['preload']}{mode})",
+        f"x {conf['threads']} thread(s) (timeout {timeout}s, preload {conf['preload']}{mode})"
+        + ("" if conf["worker_class"] != "gevent" else "; gevent workers"),
         file=sys.stderr,
         flush=True,
     )
@@ -203,6 +226,9 @@ def main(argv: list[str]) -> int:
         # the app loads the model in gunicorn's master when preloading, else in each worker
         "COMPOSER_PRELOAD_MODEL": "true" if conf["preload"] else "false",
     }
+    connections = ["--worker-connections", str(conf["threads"])]  # gevent's "threads"
+    if conf["worker_class"] != "gevent":
+        connections = []
     gunicorn_args = [
         sys.executable,
         "-m",
@@ -214,8 +240,12 @@ def main(argv: list[str]) -> int:
         # sync workers take a request only when idle (a busy gthread worker would queue it);
         # COMPOSER_WORKER_THREADS > 1 (and batching) makes gunicorn switch to gthread, with
         # keep-alive: a batching worker must hold the requests that queue while its batch runs.
+        # gevent (COMPOSER_WORKER_CLASS) holds as many connections instead of threads.
+        "--worker-class",
+        str(conf["worker_class"]),
         "--threads",
         str(conf["threads"]),
+        *connections,
         "--timeout",
         str(timeout),
         "--graceful-timeout",

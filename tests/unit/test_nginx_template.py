@@ -107,6 +107,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "SAGEMAKER_MODEL_SERVER_TIMEOUT",
         "COMPOSER_PRELOAD_MODEL",
         "COMPOSER_WORKER_THREADS",
+        "COMPOSER_WORKER_CLASS",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -219,3 +220,18 @@ def test_a_missing_handler_is_a_clear_error(tmp_path: Path) -> None:
 )
 def test_handlers_get_the_callers_first_choice(header: str, chosen: str) -> None:
     assert preferred(header, "application/json") == chosen
+
+
+def test_the_worker_class_follows_the_threads_unless_set(clean_env: pytest.MonkeyPatch) -> None:
+    assert settings()["worker_class"] == "sync"
+    clean_env.setenv("COMPOSER_WORKER_THREADS", "4")
+    assert settings()["worker_class"] == "gthread"
+    clean_env.setenv("COMPOSER_WORKER_CLASS", "gevent")  # gevent is in the dev environment
+    assert settings()["worker_class"] == "gevent"
+    for value, message in (
+        ("sync", "got 'sync' with 4 threads per worker"),
+        ("eventlet", "got 'eventlet'; allowed is sync, gthread, gevent"),
+    ):
+        clean_env.setenv("COMPOSER_WORKER_CLASS", value)
+        with pytest.raises(ConfigError, match=message):
+            settings()

@@ -4,13 +4,16 @@ puts on the wire, how the environment is parsed, and what handlers import."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 import types
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import composer.serving
-from composer.serving import app, environment, errors, multimodel, sessions
+from composer.serving import app, batching, environment, errors, multimodel, sessions
 from composer.serving.handler import Handler
 
 
@@ -165,3 +168,66 @@ def test_sessions_are_opened_and_closed_through_the_request_scope() -> None:
     assert headers == {sessions.CLOSED_SESSION_ID: sid}
     with sessions.scope(None):
         assert sessions.requested_session() is None
+
+
+def test_an_idle_batcher_runs_a_lone_request_in_its_own_thread() -> None:
+    """No hand-off when idle: batch_predict_fn runs in the caller's thread, at once."""
+    seen: list[tuple[list[int], str]] = []
+
+    def batch_fn(inputs: list[int], model: object) -> list[int]:
+        seen.append((inputs, threading.current_thread().name))
+        return [2 * x for x in inputs]
+
+    batcher = batching.Batcher(batch_fn, max_size=8, max_delay=0.05, timeout=5)
+    assert batcher.predict(21, "model") == 42
+    assert seen == [([21], threading.current_thread().name)]
+
+
+def test_what_queues_behind_a_batch_is_the_next_batch_run_by_its_first_request() -> None:
+    gate, inside = threading.Event(), threading.Event()
+    seen: list[tuple[list[int], str]] = []
+
+    def batch_fn(inputs: list[int], model: object) -> list[int]:
+        seen.append((inputs, threading.current_thread().name))
+        if inputs == [0]:
+            inside.set()
+            gate.wait(5)
+        return [10 * x for x in inputs]
+
+    batcher = batching.Batcher(batch_fn, max_size=3, max_delay=0, timeout=5)
+    with ThreadPoolExecutor(6, thread_name_prefix="request") as pool:
+        first = pool.submit(batcher.predict, 0, "model")
+        assert inside.wait(5)
+        rest = []
+        for x in range(1, 6):
+            rest.append(pool.submit(batcher.predict, x, "model"))
+            while len(batcher._queue) < x:  # queued in order
+                time.sleep(0.001)
+        gate.set()
+        assert [first.result(5), *(f.result(5) for f in rest)] == [0, 10, 20, 30, 40, 50]
+    assert [inputs for inputs, _ in seen] == [[0], [1, 2, 3], [4, 5]]
+    assert all(name.startswith("request") for _, name in seen), "no thread of its own"
+    assert batcher.batches == 3
+
+
+def test_a_lone_request_stuck_in_its_batch_is_answered_late_and_the_worker_replaced() -> None:
+    release = threading.Event()
+    answered: list[errors.Timeout] = []
+    overrun = threading.Event()
+
+    def batch_fn(inputs: list[int], model: object) -> list[int]:
+        release.wait(10)
+        return inputs
+
+    batcher = batching.Batcher(
+        batch_fn, max_size=4, max_delay=0, timeout=0.2, on_overrun=overrun.set
+    )
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(batcher.predict, 1, "model", None, answered.append)
+        assert overrun.wait(5), "the watchdog saw the leader past its deadline"
+        assert "its batch was still running" in answered[0].message
+        with pytest.raises(errors.Timeout, match="queued behind a batch that ran past"):
+            batcher.predict(2, "model")
+        release.set()
+        with pytest.raises(errors.Timeout):
+            stuck.result(5)
