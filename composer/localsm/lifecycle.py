@@ -187,9 +187,11 @@ class Lifecycle:
         async_config: dict[str, Any] | None,
         *,
         several: bool,
+        progress: Callable[[str], None] | None = None,
     ) -> list[LocalEndpoint]:
         """`count` more copies of a variant's containers, started and pinged (not served yet);
-        each stops alone (`stop_copies`) or with the set. None is left if one fails."""
+        each stops alone (`stop_copies`) or with the set. None is left if one fails.
+        `progress`: where their preparation (an environment's build) is shown."""
         numbers = self._numbers.setdefault(endpoint_name, itertools.count(1))
         taken = {e.instance_id for v in running.variants for e in v.instances}  # `up`'s local-1
         total = len(variant.instances) + count
@@ -216,6 +218,7 @@ class Lifecycle:
                     ),
                     log_dir=self.log_dir(endpoint_name, variant.name, instance_id),
                     instance_id=instance_id,
+                    progress=progress,
                 )
                 variant.stops[instance_id] = stack
                 added.append(copy)

@@ -232,19 +232,35 @@ def small_pipeline(folder: Path, name: str) -> Path:
     return write_pipeline(folder, spec)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`sm-compose build` of `small_pipeline`, as a user runs it: hostname -> the image
-    reference it records (what the local SageMaker runs as processes)."""
-    folder = tmp_path_factory.mktemp("built")
-    pipeline = small_pipeline(folder, "built")
+def built_images(pipeline: Path) -> dict[str, str]:
+    """`sm-compose build PIPELINE`, as a user runs it: hostname -> the image reference it
+    records (what the local SageMaker runs as processes, from the container's folder)."""
     subprocess.run(
         [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
     )
-    document = json.loads(
-        (folder / ".composer" / "built" / "build" / "sagemaker" / "create_model.json").read_text()
-    )
-    return {c["ContainerHostname"]: c["Image"] for c in document["Containers"]}
+    spec = load_pipeline(pipeline)
+    requests = spec.state_dir / "build" / "sagemaker"
+    document = json.loads((requests / "create_model.json").read_text())
+    listed = document.get("Containers") or [document["PrimaryContainer"]]
+    return {c.hostname: d["Image"] for c, d in zip(spec.containers, listed, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`built_images` of `small_pipeline`."""
+    return built_images(small_pipeline(tmp_path_factory.mktemp("built"), "built"))
+
+
+def wait_status(sm: Any, name: str, timeout: float = 120) -> dict[str, Any]:
+    """The seed notebook's describe-until-done loop: DescribeEndpoint once the endpoint is no
+    longer Creating or Updating."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating"):
+            return described
+        assert time.monotonic() < deadline, described
+        time.sleep(0.5)
 
 
 def processes_under(path: Path) -> list[tuple[int, str]]:
