@@ -1,4 +1,5 @@
-"""`up --watch`: a saved change reloads what it changed, blue/green, while the endpoint serves.
+"""`up --watch` and `local --watch`: a saved change reloads what it changed, blue/green, while
+the endpoint serves.
 
 Watched (with watchfiles): every `build:` container's folder and the pipeline file; the
 `.composer` state folder, caches and editor temp files are left out. One batch of changes (an
@@ -8,6 +9,10 @@ each passes /ping, `Lifecycle.switch` routes the endpoint to them and stops the 
 replace after their requests in flight, the same two steps as UpdateEndpoint. Unchanged
 containers keep running. A container that fails to start leaves the old one serving, with its
 last log lines printed; the next save tries again.
+
+`local --watch` (`EndpointWatcher`) watches the build folders the control plane's endpoints run
+from, with the same filter and debounce, and reloads every copy running from a changed folder
+whole (operations.py's `LocalSageMaker.reload`).
 """
 
 from __future__ import annotations
