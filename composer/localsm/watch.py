@@ -99,7 +99,7 @@ async def _feed(
     """Each debounced batch of relevant changes under `roots` put in `batches`; `ready` set
     once the watch is in place."""
     roots = [r for r in roots if r.is_dir()]
-    if not roots:  # every container folder gone: the pipeline file is still watched
+    if not roots:  # no folder (left): `up`'s watch of its pipeline file goes on
         ready.set()
         return
     async for changes in awatch(

@@ -344,7 +344,9 @@ def test_local_watch_reloads_every_copy_of_an_api_made_endpoint_from_its_build_f
         assert len(reload_lines(local)) == 1, reload_lines(local)
 
 
-def test_local_watch_keeps_serving_through_a_broken_change(tmp_path: Path) -> None:
+def test_local_watch_keeps_serving_through_a_broken_change_and_rebuilds_for_requirements(
+    tmp_path: Path,
+) -> None:
     with local_endpoint(tmp_path, instances=1) as local:
         meanwhile, answers = loaded(local)
         with meanwhile as failures:
@@ -365,3 +367,14 @@ def test_local_watch_keeps_serving_through_a_broken_change(tmp_path: Path) -> No
         write_handler(tmp_path / "greeter", "fixed")
         local.wait_for("sm-compose: reloaded watched/greeter (code)", RELOAD_TIMEOUT)
         assert ask(local)["greeting"] == "fixed"
+        assert "FailureReason" not in local.sagemaker().describe_endpoint(EndpointName="watched")
+
+        meanwhile, answers = loaded(local)
+        with meanwhile as failures:
+            requirements = tmp_path / "greeter" / "requirements.txt"
+            requirements.write_text(requirements.read_text() + "six==1.17.0\n")
+            local.wait_for("sm-compose: reloaded watched/greeter (requirements)", REBUILD_TIMEOUT)
+            time.sleep(1.0)
+        assert failures == []
+        assert answers[-1]["six"] is True
+        assert ask(local, "other")["six"] is False
