@@ -178,15 +178,22 @@ def test_a_requirements_change_rebuilds_the_environment_and_swaps(
     watched: Up, tmp_path: Path
 ) -> None:
     assert ask(watched)["six"] is False
-    meanwhile, answers = loaded(watched)
+    pin_six(watched, tmp_path, "sm-compose: reloaded greeter (requirements)")
+
+
+def pin_six(up: Up, tmp_path: Path, reloaded: str) -> None:
+    """A pin added to greeter's requirements.txt while invocations keep coming: `reloaded` is
+    printed, greeter answers from its new environment (six installed), other from its own, and
+    no request failed."""
+    meanwhile, answers = loaded(up)
     with meanwhile as failures:
         requirements = tmp_path / "greeter" / "requirements.txt"
         requirements.write_text(requirements.read_text() + "six==1.17.0\n")
-        watched.wait_for("sm-compose: reloaded greeter (requirements)", REBUILD_TIMEOUT)
+        up.wait_for(reloaded, REBUILD_TIMEOUT)
         time.sleep(1.0)
     assert failures == []
     assert answers[-1]["six"] is True
-    assert ask(watched, "other")["six"] is False
+    assert ask(up, "other")["six"] is False
 
 
 def test_a_pipeline_change_is_validated_then_applied_blue_green(
@@ -369,12 +376,4 @@ def test_local_watch_keeps_serving_through_a_broken_change_and_rebuilds_for_requ
         assert ask(local)["greeting"] == "fixed"
         assert "FailureReason" not in local.sagemaker().describe_endpoint(EndpointName="watched")
 
-        meanwhile, answers = loaded(local)
-        with meanwhile as failures:
-            requirements = tmp_path / "greeter" / "requirements.txt"
-            requirements.write_text(requirements.read_text() + "six==1.17.0\n")
-            local.wait_for("sm-compose: reloaded watched/greeter (requirements)", REBUILD_TIMEOUT)
-            time.sleep(1.0)
-        assert failures == []
-        assert answers[-1]["six"] is True
-        assert ask(local, "other")["six"] is False
+        pin_six(local, tmp_path, "sm-compose: reloaded watched/greeter (requirements)")
