@@ -3,7 +3,8 @@
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
-small containers (`small_pipeline`) built for it; `sagemaker_on_local` is `local` as the test's
+small containers (`small_pipeline`) built for it (`built_images` builds any pipeline), and
+`wait_status` waits for an endpoint it creates; `sagemaker_on_local` is `local` as the test's
 SageMaker, with S3 and Application Auto Scaling on moto's server. `invoking_meanwhile` keeps
 invoking while a test changes what serves (an update, a reload).
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
