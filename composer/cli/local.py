@@ -124,6 +124,13 @@ def up(
     "elsewhere) maps pushed image URIs to its build: folders: a model naming one runs as local "
     "processes from that folder. Repeat for more pipelines.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload on each saved change of a build folder an endpoint's containers run from "
+    "(build records, --pipeline lock files): every copy running from it restarts beside what "
+    "serves, and traffic switches once it passes /ping.",
+)
 @trace_options
 @engine_option
 @friendly
@@ -131,6 +138,7 @@ def local(
     port: int,
     host: str,
     pipelines: tuple[str, ...],
+    watch: bool,
     trace: bool,
     trace_bodies: bool,
     engine: str | None,
@@ -157,6 +165,7 @@ def local(
         out=out,
         trace=hop_trace(trace, trace_bodies, out),
         known_images=known,
+        watch=watch,
     )
     sys.exit(asyncio.run(serving))
 

@@ -10,7 +10,8 @@ Sits beside composer/aws/, above the runners. Where each behaviour lives:
   set of rules), and where each image runs (local processes or an engine);
 - transforms.py: transform jobs, run by the local batch transform (composer/batch/);
 - lifecycle.py: starting a set of containers, switching the gateway to it, stopping the old;
-- watch.py: `up --watch`, each saved change reloaded through lifecycle.py's swap;
+- watch.py: `up --watch` and `local --watch`, each saved change reloaded through lifecycle.py's
+  swap;
 - errors.py: `ApiError`, SageMaker's error codes and messages;
 - server.py: `serve_local`, what `sm-compose local` runs; `pipeline_with_control_plane`, `up`'s.
 """

@@ -1,11 +1,12 @@
 """Endpoints' containers: a set started beside what serves, switched in at once, stopped.
 
-CreateEndpoint, UpdateEndpoint, DeleteEndpoint and `up --watch`'s reloads (watch.py) all come
-down to the same steps: start a set of containers (`start_pipeline`, runners/endpoint.py's
-`started_containers`) until each passes /ping, then `switch`: serve it under the endpoint's name
-in the gateway's registry (an atomic replace) and stop what it replaced once its requests in
-flight are answered. A set that fails to start never reaches the registry, so what served goes
-on serving. A reload of one container is a set of one.
+CreateEndpoint, UpdateEndpoint, DeleteEndpoint and the reloads of `up --watch` and `local
+--watch` (watch.py) all come down to the same steps: start a set of containers
+(`start_pipeline`, runners/endpoint.py's `started_containers`) until each passes /ping, then
+`switch`: serve it under the endpoint's name in the gateway's registry (an atomic replace) and
+stop what it replaced once its requests in flight are answered. A set that fails to start never
+reaches the registry, so what served goes on serving. A reload of one container is a set of
+one; `local --watch` reloads whole copies (`add_copies`).
 
 A change of weights serves the same copies again, and a change of instance count starts only the
 added copies (or stops only the removed ones): the registry keeps serving a copy it already
@@ -187,9 +188,11 @@ class Lifecycle:
         async_config: dict[str, Any] | None,
         *,
         several: bool,
+        progress: Callable[[str], None] | None = None,
     ) -> list[LocalEndpoint]:
         """`count` more copies of a variant's containers, started and pinged (not served yet);
-        each stops alone (`stop_copies`) or with the set. None is left if one fails."""
+        each stops alone (`stop_copies`) or with the set. None is left if one fails.
+        `progress`: where their preparation (an environment's build) is shown."""
         numbers = self._numbers.setdefault(endpoint_name, itertools.count(1))
         taken = {e.instance_id for v in running.variants for e in v.instances}  # `up`'s local-1
         total = len(variant.instances) + count
@@ -216,6 +219,7 @@ class Lifecycle:
                     ),
                     log_dir=self.log_dir(endpoint_name, variant.name, instance_id),
                     instance_id=instance_id,
+                    progress=progress,
                 )
                 variant.stops[instance_id] = stack
                 added.append(copy)

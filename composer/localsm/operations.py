@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..gateway.control import error_document
@@ -100,6 +101,9 @@ class LocalSageMaker:
         self._configs: dict[str, _Config] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: Told when an endpoint goes InService on new containers, or is deleted (`local
+        #: --watch` follows which build folders run).
+        self.on_change: Callable[[], None] | None = None
         self._table: dict[str, _Operation] = {
             "CreateModel": self.create_model,
             "DescribeModel": self.describe_model,
@@ -185,6 +189,19 @@ class LocalSageMaker:
         )
         self._endpoints[name] = adopted
         self.lifecycle.unscoped.add(name)  # its lines as `up` prints them: no endpoint name
+
+    def reloaded(self, name: str, images: list[str] | None = None) -> None:
+        """`up --watch` reloaded the endpoint's containers: LastModifiedTime moves, and
+        DeployedImages list `images` (if given), resolved now."""
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            return
+        endpoint.modified = time.time()
+        running = endpoint.running
+        if running is not None:
+            running.started = endpoint.modified
+            if images is not None and len(running.variants) == 1:
+                running.variants[0].images = images
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -464,8 +481,115 @@ class LocalSageMaker:
             endpoint.failure_reason = None
             endpoint.modified = time.time()
             out(f"sm-compose: endpoint {endpoint.name} InService ({config.name})")
+            self._changed()
 
         await self.lifecycle.switch(endpoint.name, running, old, switched)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    # --- `local --watch`: reloads of endpoints whose containers run from build folders ---------
+
+    def built_variants(self) -> list[tuple[str, str, dict[str, Path]]]:
+        """(endpoint, variant, hostname -> build folder) of each running variant whose
+        containers run from build folders (build records, lock files), for `local --watch`."""
+        found = []
+        for endpoint in self._endpoints.values():
+            running = endpoint.running
+            if running is None or endpoint.deleted or endpoint.name in self.lifecycle.unscoped:
+                continue  # `up`'s own endpoint is `up --watch`'s
+            for v in running.variants:
+                containers = v.plan.containers if v.plan is not None else ()
+                folders = {c["hostname"]: Path(c["build"]) for c in containers if "build" in c}
+                if folders:
+                    found.append((endpoint.name, v.name, folders))
+        return found
+
+    async def reload(
+        self, name: str, reasons: Mapping[str, Mapping[str, set[str]]], began: float
+    ) -> None:
+        """Every copy of the endpoint's variants in `reasons` (variant -> hostname -> why)
+        started anew beside the running one (the whole copy, each of its containers rendered
+        again from its build folder), switched to once every container passes /ping; the old
+        copies stop after their requests in flight. While it runs the endpoint is Updating (so
+        no UpdateEndpoint races it); a failed start keeps the old copies serving, back
+        InService with FailureReason set. `began`: when the change was seen (monotonic)."""
+        endpoint = self._endpoints.get(name)
+        while endpoint is not None and endpoint.task is not None and not endpoint.task.done():
+            await asyncio.wait({endpoint.task})  # an update first; then its containers
+        if endpoint is None or endpoint.deleted or endpoint.status != "InService":
+            return
+        running = endpoint.running
+        if running is None:
+            return
+        endpoint.status = "Updating"
+        endpoint.modified = time.time()
+        endpoint.task = self._spawn(self._reload(endpoint, running, reasons, began))
+        await asyncio.wait({endpoint.task})
+
+    async def _reload(
+        self,
+        endpoint: _Endpoint,
+        running: RunningSet,
+        reasons: Mapping[str, Mapping[str, set[str]]],
+        began: float,
+    ) -> None:
+        lifecycle = self.lifecycle
+        whys: dict[str, set[str]] = {}
+        for hostnames in reasons.values():
+            for hostname, why in hostnames.items():
+                whys.setdefault(hostname, set()).update(why)
+        what = ", ".join(f"{endpoint.name}/{h} ({'+'.join(sorted(w))})" for h, w in whys.items())
+        chosen = [v for v in running.variants if v.name in reasons and v.plan is not None]
+        replaced: list[tuple[RunningVariant, list[LocalEndpoint], list[LocalEndpoint]]] = []
+        try:
+            for variant in chosen:
+                assert variant.plan is not None
+                old = list(variant.instances)
+                copies = await lifecycle.add_copies(
+                    endpoint.name,
+                    running,
+                    variant,
+                    variant.plan,
+                    len(old),
+                    running.async_config,
+                    several=len(running.variants) > 1,
+                    progress=lifecycle.out,
+                )
+                replaced.append((variant, old, copies))
+        except Exception as exc:  # a ComposerError says what failed; anything else is ours
+            for variant, _old, copies in replaced:
+                await lifecycle.stop_copies(variant, copies)
+            endpoint.failure_reason = failure_reason(exc)
+            endpoint.status = "InService"
+            endpoint.modified = time.time()
+            lifecycle.out(
+                f"sm-compose: reload of {what} failed; what ran before keeps serving (save "
+                f"again to retry): {exc}"
+            )
+            return
+        if endpoint.deleted:
+            return  # its teardown stops the whole set, the new copies too
+        retired = contextlib.AsyncExitStack()
+        for variant, old, _new in replaced:
+            gone = {id(e) for e in old}
+            variant.instances = [e for e in variant.instances if id(e) not in gone]
+            retired.push_async_callback(lifecycle.stop_copies, variant, old)
+        count = sum(len(old) for _variant, old, _new in replaced)
+        several = f" ({count} copies)" if count > 1 else ""
+
+        def switched() -> None:
+            endpoint.status = "InService"
+            endpoint.failure_reason = None
+            endpoint.modified = running.started = time.time()
+            took = time.monotonic() - began
+            lifecycle.out(
+                f"sm-compose: reloaded {what}: traffic switched after {took:.1f}s{several}"
+            )
+
+        old_set = RunningSet(running.config_name, [], retired)
+        await lifecycle.switch(endpoint.name, running, old_set, switched)
 
     def _endpoint(self, name: str) -> _Endpoint:
         found = self._endpoints.get(name)
@@ -537,6 +661,7 @@ class LocalSageMaker:
         endpoint.deleted = True
         endpoint.status = "Deleting"
         self.lifecycle.unserve(endpoint.name)
+        self._changed()
 
         async def teardown() -> None:
             task = endpoint.task

@@ -31,7 +31,7 @@ from ..spec.models import Pipeline
 from .errors import ApiError
 from .lifecycle import Lifecycle
 from .operations import LocalSageMaker
-from .watch import Watcher
+from .watch import EndpointWatcher, Watcher
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
 ROOT_PREFIX = "sm-compose-local-"
@@ -104,6 +104,7 @@ async def pipeline_with_control_plane(
                 runner=runner,
                 startup_timeout=running.get("startup_timeout"),
                 out=out,
+                on_reloaded=lambda new: control.reloaded(new.name, deployed_images(new)),
             )
             watching = asyncio.create_task(watcher.run())
             try:
@@ -135,6 +136,12 @@ def local_requests(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
+def deployed_images(pipeline: Pipeline) -> list[str]:
+    """The images DescribeEndpoint lists for `up`'s endpoint: its CreateModel's."""
+    model = local_requests(pipeline)["model"]
+    return [c["Image"] for c in model.get("Containers") or [model["PrimaryContainer"]]]
+
+
 async def serve_local(
     *,
     host: str = "127.0.0.1",
@@ -145,10 +152,12 @@ async def serve_local(
     stop: asyncio.Event | None = None,
     trace: Trace | None = None,
     known_images: Mapping[str, BuiltFrom] | None = None,
+    watch: bool = False,
 ) -> int:
     """Serve until `stop` is set or SIGINT/SIGTERM comes; every container stopped; exit 0.
 
-    `known_images`: image references lock files map to build folders (`--pipeline`)."""
+    `known_images`: image references lock files map to build folders (`--pipeline`). `watch`:
+    reload endpoints whose containers run from build folders when one changes (watch.py)."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     if port:
@@ -163,11 +172,16 @@ async def serve_local(
     try:
         gateway = await start_gateway(None, host, port, control=control, trace=trace)
         lifecycle.registry = gateway.endpoints
+        watching = asyncio.create_task(EndpointWatcher(control, out).run()) if watch else None
         try:
             out(ready_line(f"http://{url_host(host)}:{gateway.port}"))
             await stop.wait()
             out("sm-compose: stopping")
         finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             await gateway.stop()  # answers what is in flight, as `up` does, then closes
             await control.aclose()
         return 0

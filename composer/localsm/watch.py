@@ -1,4 +1,5 @@
-"""`up --watch`: a saved change reloads what it changed, blue/green, while the endpoint serves.
+"""`up --watch` and `local --watch`: a saved change reloads what it changed, blue/green, while
+the endpoint serves.
 
 Watched (with watchfiles): every `build:` container's folder and the pipeline file; the
 `.composer` state folder, caches and editor temp files are left out. One batch of changes (an
@@ -8,6 +9,10 @@ each passes /ping, `Lifecycle.switch` routes the endpoint to them and stops the 
 replace after their requests in flight, the same two steps as UpdateEndpoint. Unchanged
 containers keep running. A container that fails to start leaves the old one serving, with its
 last log lines printed; the next save tries again.
+
+`local --watch` (`EndpointWatcher`) watches the build folders the control plane's endpoints run
+from, with the same filter and debounce, and reloads every copy running from a changed folder
+whole (operations.py's `LocalSageMaker.reload`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..runners.supervisor import ManagedContainer
 from ..spec import load_pipeline
 from ..spec.models import STATE_DIR, Pipeline
 from .lifecycle import Lifecycle, RunningSet, RunningVariant
+from .operations import LocalSageMaker
 
 #: Milliseconds without a further change before a batch is handled: an editor's burst of
 #: saves (write, rename, touch) is one reload.
@@ -70,16 +76,44 @@ def why_changed(paths: Iterable[Path], folders: dict[str, Path]) -> dict[str, se
 class Relevant(DefaultFilter):
     """watchfiles' default filter, the state folder too, and only the paths watched."""
 
-    def __init__(self, pipeline_file: Path, folders: Iterable[Path]) -> None:
+    def __init__(self, pipeline_file: Path | None, folders: Iterable[Path]) -> None:
+        """`pipeline_file`: None for `local --watch` (build folders only)."""
         super().__init__(ignore_dirs=IGNORED_DIRS)
         self.pipeline_file = pipeline_file
         self.folders = tuple(folders)
 
     def __call__(self, change: Change, path: str) -> bool:
         found = Path(path)
-        if found == self.pipeline_file:
+        if self.pipeline_file is not None and found == self.pipeline_file:
             return True
         return super().__call__(change, path) and any(found.is_relative_to(f) for f in self.folders)
+
+
+async def _feed(
+    roots: list[Path],
+    recursive: bool,
+    relevant: Relevant,
+    batches: asyncio.Queue[set[Path]],
+    ready: asyncio.Event,
+) -> None:
+    """Each debounced batch of relevant changes under `roots` put in `batches`; `ready` set
+    once the watch is in place."""
+    roots = [r for r in roots if r.is_dir()]
+    if not roots:  # no folder (left): `up`'s watch of its pipeline file goes on
+        ready.set()
+        return
+    async for changes in awatch(
+        *roots,
+        watch_filter=relevant,
+        step=QUIET_MS,
+        debounce=DEBOUNCE_MS,
+        rust_timeout=1000,
+        yield_on_timeout=True,  # the first (empty) batch: the watch is in place
+        recursive=recursive,
+    ):
+        ready.set()
+        if changes:
+            batches.put_nowait({Path(p) for _change, p in changes})
 
 
 class Watcher:
@@ -94,8 +128,12 @@ class Watcher:
         runner: Runner | None = None,
         startup_timeout: float | None = None,
         out: Callable[[str], None] = print,
+        on_reloaded: Callable[[Pipeline], None] | None = None,
     ) -> None:
-        """`shown`: the pipeline file as the user named it (errors name it so, as `validate`)."""
+        """`shown`: the pipeline file as the user named it (errors name it so, as `validate`).
+        `on_reloaded`: told the pipeline that serves once traffic switched (the control
+        plane's DescribeEndpoint follows it)."""
+        self.on_reloaded = on_reloaded
         self.shown = shown
         self.file = Path(shown).resolve()
         self.pipeline = endpoint.pipeline
@@ -130,7 +168,7 @@ class Watcher:
                 watches.append(([f for f in folders if f.is_dir()], True))
             started = [asyncio.Event() for _ in watches]
             feeds = [
-                asyncio.create_task(self._feed(roots, recursive, relevant, batches, ready))
+                asyncio.create_task(_feed(roots, recursive, relevant, batches, ready))
                 for (roots, recursive), ready in zip(watches, started, strict=True)
             ]
             try:
@@ -149,31 +187,6 @@ class Watcher:
                 for feed in feeds:
                     feed.cancel()
                 await asyncio.gather(*feeds, return_exceptions=True)
-
-    @staticmethod
-    async def _feed(
-        roots: list[Path],
-        recursive: bool,
-        relevant: Relevant,
-        batches: asyncio.Queue[set[Path]],
-        ready: asyncio.Event,
-    ) -> None:
-        roots = [r for r in roots if r.is_dir()]
-        if not roots:  # every container folder gone: the pipeline file is still watched
-            ready.set()
-            return
-        async for changes in awatch(
-            *roots,
-            watch_filter=relevant,
-            step=QUIET_MS,
-            debounce=DEBOUNCE_MS,
-            rust_timeout=1000,
-            yield_on_timeout=True,  # the first (empty) batch: the watch is in place
-            recursive=recursive,
-        ):
-            ready.set()
-            if changes:
-                batches.put_nowait({Path(p) for _change, p in changes})
 
     async def changed(self, paths: set[Path]) -> bool:
         """One batch of changed paths reloaded; whether the folders to watch changed."""
@@ -264,6 +277,8 @@ class Watcher:
             self.pipeline, self.served = new, served
             took = time.monotonic() - began
             self.out(f"sm-compose: reloaded {what}: traffic switched after {took:.1f}s")
+            if self.on_reloaded is not None:
+                self.on_reloaded(new)
 
         await self.lifecycle.switch(new.name, running, RunningSet(new.name, [], retired), switched)
 
@@ -286,3 +301,73 @@ class Watcher:
         parts = {id(s.part): s.part for s in self.served.values() if s.part is not None}
         for part in parts.values():
             await part.stack.aclose()
+
+
+class EndpointWatcher:
+    """`local --watch`: the build folders the control plane's endpoints run from, watched as
+    `up --watch` watches a pipeline's; a change reloads every copy that runs a container from
+    the folder (operations.py's `reload`: the whole copy, beside the running one, switched once
+    it passes /ping). The folders follow the control plane: an endpoint that goes InService is
+    watched from then on, a deleted one no more."""
+
+    def __init__(self, control: LocalSageMaker, out: Callable[[str], None] = print) -> None:
+        self.control = control
+        self.out = out
+        self._batches: asyncio.Queue[set[Path]] = asyncio.Queue()
+        # An empty batch: the control plane's endpoints changed (see which folders to watch).
+        control.on_change = lambda: self._batches.put_nowait(set())
+
+    def folders(self) -> list[Path]:
+        return sorted(
+            {f for _e, _v, found in self.control.built_variants() for f in found.values()}
+        )
+
+    async def run(self) -> None:
+        """Watch until cancelled; a new set of folders is watched anew. Changes that come
+        while a reload runs are the next batch."""
+        while True:
+            folders = self.folders()
+            relevant = Relevant(None, folders)
+            ready = asyncio.Event()
+            roots = [f for f in folders if f.is_dir()]
+            feed = asyncio.create_task(_feed(roots, True, relevant, self._batches, ready))
+            try:
+                await ready.wait()
+                self._say_watching(folders)
+                while True:
+                    paths = await self._batches.get()
+                    while not self._batches.empty():  # what came meanwhile, in one reload
+                        paths |= self._batches.get_nowait()
+                    if paths:
+                        await self.changed(paths)
+                    if self.folders() != folders:
+                        break
+            finally:
+                feed.cancel()
+                await asyncio.gather(feed, return_exceptions=True)
+
+    def _say_watching(self, folders: list[Path]) -> None:
+        if not folders:
+            self.out(
+                "sm-compose: watching no build folders yet: an endpoint whose containers run "
+                "from build folders is watched once it is InService"
+            )
+            return
+        endpoints = sorted({e for e, _v, _found in self.control.built_variants()})
+        self.out(
+            f"sm-compose: watching {len(folders)} build folder{'s' if len(folders) != 1 else ''} "
+            f"(endpoint{'s' if len(endpoints) != 1 else ''} {', '.join(endpoints)}) for changes"
+        )
+
+    async def changed(self, paths: set[Path]) -> None:
+        """One batch of changed paths: each endpoint running a container from one of them
+        reloaded (the endpoints at once)."""
+        began = time.monotonic()
+        reasons: dict[str, dict[str, dict[str, set[str]]]] = {}
+        for endpoint, variant, folders in self.control.built_variants():
+            found = why_changed(paths, folders)
+            if found:
+                reasons.setdefault(endpoint, {})[variant] = {h: set(w) for h, w in found.items()}
+        await asyncio.gather(
+            *(self.control.reload(name, why, began) for name, why in reasons.items())
+        )

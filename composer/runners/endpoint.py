@@ -151,7 +151,7 @@ async def started_containers(
     loop = asyncio.get_running_loop()
     prepared = await loop.run_in_executor(None, runner.prepare, pipeline, host, progress or out)
     logs = log_dir or state_dir(pipeline) / "logs"
-    width = max(len(p.container.hostname) for p in prepared)
+    width = max(len(hostname) for hostname in pipeline.siblings)  # a part's, as its whole's
     sink = LogSink(width, log_stream, scope=scope)
     window = float(
         startup_timeout or pipeline.endpoint.startup_health_check_timeout or DEFAULT_STARTUP_WINDOW
@@ -163,7 +163,7 @@ async def started_containers(
     managed = [
         ManagedContainer(
             hostname=p.container.hostname,
-            index=i,
+            index=pipeline.position(p.container.hostname),
             argv=p.argv,
             env={
                 **p.env,

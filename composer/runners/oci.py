@@ -172,7 +172,7 @@ class EngineRunner:
             for b in build_images(engine, pipeline, base_image=self.base_image, progress=progress)
         }
         out: list[Prepared] = []
-        for index, c in enumerate(pipeline.containers):
+        for c in pipeline.containers:
             if c.image is not None:
                 refs[c.hostname] = c.image
                 if not engine.image_exists(c.image):
@@ -181,7 +181,7 @@ class EngineRunner:
                 check_labels(engine, c.image, multi_model=c.multi_model)
             model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
-            env = container_env(c, index, port)
+            env = container_env(c, pipeline.position(c.hostname), port)
             env["COMPOSER_LISTEN_HOST"] = self.listen_host  # host network: stay on loopback
             name = container_name(pipeline, c.hostname, port)
             argv, child_env = engine.run_argv(

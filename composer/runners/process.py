@@ -58,13 +58,11 @@ class ProcessRunner:
             on_progress=progress,
         )
         out: list[Prepared] = []
-        for index, (c, ctx, env_dir) in enumerate(
-            zip(pipeline.containers, contexts, envs, strict=True)
-        ):
+        for c, ctx, env_dir in zip(pipeline.containers, contexts, envs, strict=True):
             model_dir = model_dir_for(pipeline, c, progress)
             port = free_port(self.listen_host)
             env = _base_env()
-            env.update(container_env(c, index, port))
+            env.update(container_env(c, pipeline.position(c.hostname), port))
             env["COMPOSER_LISTEN_HOST"] = self.listen_host
             env["SM_MODEL_DIR"] = str(model_dir)
             argv = [str(python_of(env_dir)), str(ctx.path / "serve"), "serve"]

@@ -589,6 +589,8 @@ class Pipeline(_Spec):
     )
 
     _source: Path | None = PrivateAttr(default=None)
+    #: The hostnames of the whole pipeline a part (`part`) was taken from, in order.
+    _whole: tuple[str, ...] | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -657,9 +659,21 @@ class Pipeline(_Spec):
             if c.model_data is not None and not c.model_data.startswith("s3://"):
                 paths["model_data"] = str(self.resolve(c.model_data))
             containers.append(c.model_copy(update=paths))
+        whole = self.siblings
         copy = self.model_copy(update={"containers": containers})
         copy._source = folder.resolve() / "pipeline.yaml"
+        copy._whole = whole
         return copy
+
+    @property
+    def siblings(self) -> tuple[str, ...]:
+        """The hostnames of the whole pipeline, in order; of the pipeline a part came from."""
+        return self._whole or tuple(c.hostname for c in self.containers)
+
+    def position(self, hostname: str) -> int:
+        """A container's place in the whole pipeline: a part's container keeps it, so its
+        SAGEMAKER_SAFE_PORT_RANGE (and log colour) is the one it has beside its siblings."""
+        return self.siblings.index(hostname)
 
     def container(self, hostname: str) -> Container:
         for c in self.containers:

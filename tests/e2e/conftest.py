@@ -3,7 +3,8 @@
 `running_up(pipeline, *args)` is the one way a test runs `up`: started, ready, stopped at the end
 of the block. `start_up` starts it alone, for a test about how `up` starts or fails.
 `running_local(*args)` and `start_local` do the same for `sm-compose local`; `images` are two
-small containers (`small_pipeline`) built for it; `sagemaker_on_local` is `local` as the test's
+small containers (`small_pipeline`) built for it (`built_images` builds any pipeline), and
+`wait_status` waits for an endpoint it creates; `sagemaker_on_local` is `local` as the test's
 SageMaker, with S3 and Application Auto Scaling on moto's server. `invoking_meanwhile` keeps
 invoking while a test changes what serves (an update, a reload).
 `init_project` and `users_pytest` are a user's `sm-compose init` and own `pytest` run, in which
@@ -232,19 +233,35 @@ def small_pipeline(folder: Path, name: str) -> Path:
     return write_pipeline(folder, spec)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`sm-compose build` of `small_pipeline`, as a user runs it: hostname -> the image
-    reference it records (what the local SageMaker runs as processes)."""
-    folder = tmp_path_factory.mktemp("built")
-    pipeline = small_pipeline(folder, "built")
+def built_images(pipeline: Path) -> dict[str, str]:
+    """`sm-compose build PIPELINE`, as a user runs it: hostname -> the image reference it
+    records (what the local SageMaker runs as processes, from the container's folder)."""
     subprocess.run(
         [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
     )
-    document = json.loads(
-        (folder / ".composer" / "built" / "build" / "sagemaker" / "create_model.json").read_text()
-    )
-    return {c["ContainerHostname"]: c["Image"] for c in document["Containers"]}
+    spec = load_pipeline(pipeline)
+    requests = spec.state_dir / "build" / "sagemaker"
+    document = json.loads((requests / "create_model.json").read_text())
+    listed = document.get("Containers") or [document["PrimaryContainer"]]
+    return {c.hostname: d["Image"] for c, d in zip(spec.containers, listed, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`built_images` of `small_pipeline`."""
+    return built_images(small_pipeline(tmp_path_factory.mktemp("built"), "built"))
+
+
+def wait_status(sm: Any, name: str, timeout: float = 120) -> dict[str, Any]:
+    """The seed notebook's describe-until-done loop: DescribeEndpoint once the endpoint is no
+    longer Creating or Updating."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating"):
+            return described
+        assert time.monotonic() < deadline, described
+        time.sleep(0.5)
 
 
 def processes_under(path: Path) -> list[tuple[int, str]]:

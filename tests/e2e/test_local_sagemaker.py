@@ -32,6 +32,7 @@ from composer.runners.oci import ENDPOINT_LABEL
 from tests.e2e.conftest import (
     REPO,
     Up,
+    built_images,
     faulty_pipeline,
     invoking_meanwhile,
     kill_tree,
@@ -40,6 +41,7 @@ from tests.e2e.conftest import (
     running_up,
     small_pipeline,
     start_local,
+    wait_status,
     write_pipeline,
 )
 from tests.integration.test_engine import Built
@@ -69,17 +71,6 @@ def _root(up: Up) -> Path | None:
         if found:
             return Path(found.group(1))
     return None
-
-
-def _wait_status(sm: Any, name: str, timeout: float = 120) -> dict[str, Any]:
-    """The notebook's describe-until-done loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
-        if described["EndpointStatus"] not in ("Creating", "Updating"):
-            return described
-        assert time.monotonic() < deadline, described
-        time.sleep(0.5)
 
 
 def _direct_model(sm: Any, name: str, images: dict[str, str], **echo_env: str) -> None:
@@ -137,7 +128,7 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     started = time.monotonic()
     sm.create_endpoint(EndpointName="nb", EndpointConfigName="nb-config")
     assert time.monotonic() - started < 12  # the documented 10 s bound, plus a call
-    described = _wait_status(sm, "nb")
+    described = wait_status(sm, "nb")
     assert described["EndpointStatus"] == "InService", described
     variant = described["ProductionVariants"][0]
     assert variant["VariantName"] == "prod"
@@ -162,7 +153,7 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     _config(sm, "nb-broken-config", "nb-broken")
     sm.update_endpoint(EndpointName="nb", EndpointConfigName="nb-broken-config")
     assert _invoke(local, "nb", "greeter")[0] == {"message": "hello, local"}
-    described = _wait_status(sm, "nb")
+    described = wait_status(sm, "nb")
     assert described["EndpointStatus"] == "InService"
     assert described["EndpointConfigName"] == "nb-config"
     assert "broken on purpose" in described["FailureReason"]
@@ -187,7 +178,7 @@ def test_the_seed_notebook_flow_with_plain_boto3(local: Up, images: dict[str, st
     worker.start()
     try:
         sm.update_endpoint(EndpointName="nb", EndpointConfigName="nb-v2-config")
-        described = _wait_status(sm, "nb")
+        described = wait_status(sm, "nb")
         time.sleep(1)  # requests on the new set
     finally:
         done.set()
@@ -220,7 +211,7 @@ def test_a_container_that_fails_to_start_fails_the_endpoint_with_its_log(
     sm = local.sagemaker()
     _single(sm, "broken", images["echo"], FAULTY_FAIL_ON_LOAD="cannot load on purpose")
     sm.create_endpoint(EndpointName="broken", EndpointConfigName="broken")
-    described = _wait_status(sm, "broken")
+    described = wait_status(sm, "broken")
     assert described["EndpointStatus"] == "Failed"
     reason = described["FailureReason"]
     assert "container-1 exited" in reason and "cannot load on purpose" in reason
@@ -257,7 +248,7 @@ def test_endpoints_start_and_stop_at_once_and_one_still_creating_can_be_deleted(
     assert errors == []
     assert sm.describe_endpoint(EndpointName="hangs")["EndpointStatus"] == "Creating"
     for name in ("one", "two"):
-        assert _wait_status(sm, name)["EndpointStatus"] == "InService"
+        assert wait_status(sm, name)["EndpointStatus"] == "InService"
         assert _invoke(local, name, "greeter")[0] == {"message": "hello, local"}
     sm.delete_endpoint(EndpointName="hangs")  # still Creating: its start is cancelled
     sm.delete_endpoint(EndpointName="one")
@@ -406,7 +397,7 @@ def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str])
             EndpointName="upcp",
             DesiredWeightsAndCapacities=[{"VariantName": variant, "DesiredInstanceCount": 2}],
         )
-        described = _wait_status(sm, "upcp")
+        described = wait_status(sm, "upcp")
         assert described["EndpointStatus"] == "InService"
         assert "runs only under an OCI engine" in described["FailureReason"]
         counts = described["ProductionVariants"][0]
@@ -416,7 +407,7 @@ def test_up_serves_the_control_plane_too(tmp_path: Path, images: dict[str, str])
         assert json.loads(answer["Body"].read()) == {"a": 2}
         _single(sm, "beside", images["greeter"])  # another endpoint beside up's
         sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
-        assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
+        assert wait_status(sm, "beside")["EndpointStatus"] == "InService"
         assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}
         assert [e["EndpointName"] for e in sm.list_endpoints(SortBy="Name")["Endpoints"]] == [
             "upcp",
@@ -434,7 +425,7 @@ def test_an_image_no_build_made_runs_under_the_engine(engine: Engine, stub_image
         sm = up.sagemaker()
         _single(sm, "stub", stub_image.tag)
         sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
-        described = _wait_status(sm, "stub")
+        described = wait_status(sm, "stub")
         assert described["EndpointStatus"] == "InService", described
         images = described["ProductionVariants"][0]["DeployedImages"]
         assert [i["SpecifiedImage"] for i in images] == [stub_image.tag]
@@ -457,7 +448,7 @@ def test_a_killed_local_leaves_containers_and_files_that_the_next_local_removes(
         sm = first.sagemaker()
         _single(sm, "stub", stub_image.tag)
         sm.create_endpoint(EndpointName="stub", EndpointConfigName="stub")
-        assert _wait_status(sm, "stub")["EndpointStatus"] == "InService"
+        assert wait_status(sm, "stub")["EndpointStatus"] == "InService"
         left = set(engine.containers_labelled(ENDPOINT_LABEL, "stub"))
         assert len(left) == 1
         kill_tree(first)
@@ -556,7 +547,7 @@ def test_a_multi_model_container_loads_each_target_model(local: Up, tmp_path: Pa
     variants = [{"VariantName": "v", "ModelName": "mme"}]
     sm.create_endpoint_config(EndpointConfigName="mme", ProductionVariants=variants)
     sm.create_endpoint(EndpointName="mme", EndpointConfigName="mme")
-    assert _wait_status(sm, "mme", timeout=600)["EndpointStatus"] == "InService"
+    assert wait_status(sm, "mme", timeout=600)["EndpointStatus"] == "InService"
     for model, name in (("en-rules.tar.gz", "en_rules"), ("de-rules.tar.gz", "de_regeln")):
         answer = local.client().invoke_endpoint(
             EndpointName="mme",
@@ -579,7 +570,7 @@ def _two_variants(sm: Any, name: str, image: str, a: float, b: float) -> dict[st
         ],
     )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    described = _wait_status(sm, name)
+    described = wait_status(sm, name)
     assert described["EndpointStatus"] == "InService", described
     return described
 
@@ -641,7 +632,7 @@ def test_instances_each_serve_and_their_count_changes_live(
         ProductionVariants=[{"VariantName": "v", "ModelName": "twice", "InitialInstanceCount": 2}],
     )
     sm.create_endpoint(EndpointName="twice", EndpointConfigName="twice")
-    described = _wait_status(sm, "twice")
+    described = wait_status(sm, "twice")
     assert described["EndpointStatus"] == "InService", described
     variant = described["ProductionVariants"][0]
     assert variant["CurrentInstanceCount"] == variant["DesiredInstanceCount"] == 2
@@ -681,7 +672,7 @@ def test_instances_each_serve_and_their_count_changes_live(
             EndpointName="twice",
             DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredInstanceCount": 1}],
         )
-        described = _wait_status(sm, "twice")
+        described = wait_status(sm, "twice")
     assert failures == []
     assert described["EndpointStatus"] == "InService", described
     assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
@@ -696,14 +687,7 @@ def _counter_image(folder: Path) -> str:
             {"hostname": "counter", "build": str(REPO / "containers" / "session-counter")}
         ],
     }
-    pipeline = write_pipeline(folder, spec)
-    subprocess.run(
-        [sys.executable, "-m", "composer", "build", str(pipeline)], check=True, timeout=120
-    )
-    document = json.loads(
-        (folder / ".composer" / "counted" / "build" / "sagemaker" / "create_model.json").read_text()
-    )
-    return str((document.get("PrimaryContainer") or document["Containers"][0])["Image"])
+    return built_images(write_pipeline(folder, spec))["counter"]
 
 
 def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Path) -> None:
@@ -714,7 +698,7 @@ def test_a_session_stays_on_the_instance_that_opened_it(local: Up, tmp_path: Pat
     variants = [{"VariantName": "v", "ModelName": "counted", "InitialInstanceCount": 2}]
     sm.create_endpoint_config(EndpointConfigName="counted", ProductionVariants=variants)
     sm.create_endpoint(EndpointName="counted", EndpointConfigName="counted")
-    assert _wait_status(sm, "counted")["EndpointStatus"] == "InService"
+    assert wait_status(sm, "counted")["EndpointStatus"] == "InService"
     runtime = local.client()
     call = {"EndpointName": "counted", "ContentType": "application/json", "Body": b"{}"}
     opened = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")
@@ -752,7 +736,7 @@ def test_a_lock_file_from_another_machine_runs_its_images_as_processes(tmp_path:
         _direct_model(sm, "pushed", uris)
         _config(sm, "pushed", "pushed")
         sm.create_endpoint(EndpointName="pushed", EndpointConfigName="pushed")
-        described = _wait_status(sm, "pushed")
+        described = wait_status(sm, "pushed")
         assert described["EndpointStatus"] == "InService", described
         images = described["ProductionVariants"][0]["DeployedImages"]
         assert [i["SpecifiedImage"] for i in images] == [uris["greeter"], uris["echo"]]
@@ -761,7 +745,7 @@ def test_a_lock_file_from_another_machine_runs_its_images_as_processes(tmp_path:
         other = uris["echo"][:-4] + "0000"  # in no lock file: needs an engine
         _single(sm, "foreign", other)
         sm.create_endpoint(EndpointName="foreign", EndpointConfigName="foreign")
-        failed = _wait_status(sm, "foreign")
+        failed = wait_status(sm, "foreign")
         assert failed["EndpointStatus"] == "Failed"
         assert other in failed["FailureReason"] and "--engine" in failed["FailureReason"]
     assert local.proc.returncode == 0
@@ -789,7 +773,7 @@ def test_up_runs_the_images_its_own_lock_file_pins(tmp_path: Path) -> None:
         sm = up.sagemaker()
         _single(sm, "beside", uris["greeter"])
         sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
-        assert _wait_status(sm, "beside")["EndpointStatus"] == "InService"
+        assert wait_status(sm, "beside")["EndpointStatus"] == "InService"
         assert _invoke(up, "beside", None)[0] == {"message": "hello, local"}
 
 
@@ -841,7 +825,7 @@ def test_log_streams_files_prefixes_and_metrics_name_endpoint_variant_instance(
         sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     arns = {}
     for name in ("logs-a", "logs-b"):
-        described = _wait_status(sm, name)
+        described = wait_status(sm, name)
         assert described["EndpointStatus"] == "InService", described
         arns[name] = described["EndpointArn"]
     runtime = local.client()
@@ -931,7 +915,7 @@ def test_a_count_change_starts_or_stops_only_the_added_or_removed_copies(
         EndpointConfigName="grown", ProductionVariants=[{"VariantName": "v", "ModelName": "grown"}]
     )
     sm.create_endpoint(EndpointName="grown", EndpointConfigName="grown")
-    assert _wait_status(sm, "grown")["EndpointStatus"] == "InService"
+    assert wait_status(sm, "grown")["EndpointStatus"] == "InService"
     runtime = local.client()
     call = {"EndpointName": "grown", "ContentType": "application/json", "Body": b"{}"}
     session = runtime.invoke_endpoint(**call, SessionId="NEW_SESSION")["NewSessionId"]
@@ -951,7 +935,7 @@ def test_a_count_change_starts_or_stops_only_the_added_or_removed_copies(
             EndpointName="grown",
             DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredInstanceCount": n}],
         )
-        described = _wait_status(sm, "grown")
+        described = wait_status(sm, "grown")
         assert described["EndpointStatus"] == "InService", described
         assert "FailureReason" not in described, described
         return described

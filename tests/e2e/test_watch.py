@@ -1,5 +1,6 @@
-"""`up --watch` as a user meets it: they save a change while requests keep coming, and the
-endpoint answers with the new code (or requirements, or pipeline) without one request failing.
+"""`up --watch` and `local --watch` as a user meets them: they save a change while requests
+keep coming, and the endpoint answers with the new code (or requirements, or pipeline) without
+one request failing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ import pytest
 from composer.runners.engine import Engine
 from tests.engines import ENGINE_ENV
 
-from .conftest import REPO, Up, invoking_meanwhile, running_up, write_pipeline
+from .conftest import (
+    REPO,
+    Up,
+    built_images,
+    invoking_meanwhile,
+    running_local,
+    running_up,
+    wait_status,
+    write_pipeline,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,7 +38,8 @@ RELOAD_TIMEOUT = 120
 REBUILD_TIMEOUT = 600
 
 #: containers/minimal's handler, answering what a change can change: its code (GREETING), its
-#: environment (the pipeline's) and its requirements (whether six is installed).
+#: environment (the pipeline's), its requirements (whether six is installed), and the safe
+#: port range the platform gave it.
 HANDLER = """
 import importlib.util
 import json
@@ -52,6 +63,7 @@ def predict_fn(data, model):
         "greeting": GREETING,
         "suffix": os.environ.get("SUFFIX", ""),
         "six": importlib.util.find_spec("six") is not None,
+        "ports": os.environ["SAGEMAKER_SAFE_PORT_RANGE"],
     }}
 """
 
@@ -90,6 +102,7 @@ def watched(tmp_path: Path) -> Iterator[Up]:
 def ask(
     up: Up, hostname: str = "greeter", client: Any = None, body: bytes = b"{}"
 ) -> dict[str, Any]:
+    """An invocation of `up.name` (for `local`, the endpoint the test created)."""
     answer = (client or up.client()).invoke_endpoint(
         EndpointName=up.name,
         ContentType="application/json",
@@ -136,21 +149,51 @@ def test_a_burst_of_code_saves_reloads_that_container_once_and_no_request_fails(
     assert len(reload_lines(watched)) == 1, reload_lines(watched)
     assert starts(watched, "other") == started_other and len(starts(watched, "greeter")) == 2
     assert ask(watched, "other")["greeting"] == "hello from other"
+    described = watched.sagemaker().describe_endpoint(EndpointName=watched.name)
+    assert described["LastModifiedTime"] > described["CreationTime"]  # the reload
+
+
+def test_a_reloaded_container_keeps_its_port_range_and_log_prefix_width(
+    watched: Up, tmp_path: Path
+) -> None:
+    """`other`, the second container, reloaded alone: its SAGEMAKER_SAFE_PORT_RANGE is still
+    the second one (not the first's, which greeter has), and its log lines are still padded to
+    the longest hostname of the pipeline."""
+    assert ask(watched, "other")["ports"] == "22000-22999"
+    write_handler(tmp_path / "other", "hello again")
+    watched.wait_for("sm-compose: reloaded other (code)", RELOAD_TIMEOUT)
+    assert ask(watched, "other") == {
+        "greeting": "hello again",
+        "suffix": "",
+        "six": False,
+        "ports": "22000-22999",
+    }
+    assert ask(watched)["ports"] == "21000-21999"
+    prefixes = {line.split(" |")[0] for line in watched.lines if line.startswith("other ")}
+    prefixes -= {line for line in watched.lines if "(log " in line}  # start lines: no " |"
+    assert prefixes == {"other  "}, prefixes  # padded to len("greeter"), old and new process
 
 
 def test_a_requirements_change_rebuilds_the_environment_and_swaps(
     watched: Up, tmp_path: Path
 ) -> None:
     assert ask(watched)["six"] is False
-    meanwhile, answers = loaded(watched)
+    pin_six(watched, tmp_path, "sm-compose: reloaded greeter (requirements)")
+
+
+def pin_six(up: Up, tmp_path: Path, reloaded: str) -> None:
+    """A pin added to greeter's requirements.txt while invocations keep coming: `reloaded` is
+    printed, greeter answers from its new environment (six installed), other from its own, and
+    no request failed."""
+    meanwhile, answers = loaded(up)
     with meanwhile as failures:
         requirements = tmp_path / "greeter" / "requirements.txt"
         requirements.write_text(requirements.read_text() + "six==1.17.0\n")
-        watched.wait_for("sm-compose: reloaded greeter (requirements)", REBUILD_TIMEOUT)
+        up.wait_for(reloaded, REBUILD_TIMEOUT)
         time.sleep(1.0)
     assert failures == []
     assert answers[-1]["six"] is True
-    assert ask(watched, "other")["six"] is False
+    assert ask(up, "other")["six"] is False
 
 
 def test_a_pipeline_change_is_validated_then_applied_blue_green(
@@ -221,7 +264,7 @@ def test_a_request_in_flight_during_a_reload_finishes_on_the_old_process(
     watched.wait_for("sm-compose: reloaded greeter (code)", RELOAD_TIMEOUT)
     assert ask(watched)["greeting"] == "new code"  # the new process, while the old one answers
     worker.join(timeout=60)
-    assert slow == [{"greeting": "hello from greeter", "suffix": "", "six": False}]
+    assert [a["greeting"] for a in slow] == ["hello from greeter"]
 
 
 @pytest.mark.engine
@@ -249,3 +292,88 @@ def test_with_an_engine_a_code_change_builds_a_new_image_and_container(
         assert failures == []
         assert answers[-1] == "hello from a new image"
         assert len(set(starts(up, "greeter"))) == 2  # a second container, on a port of its own
+
+
+@contextlib.contextmanager
+def local_endpoint(tmp_path: Path, instances: int) -> Iterator[Up]:
+    """`local --watch`, and an endpoint `watched` created through boto3 from the images
+    `sm-compose build` made of two containers (greeter and other, Direct), with `instances`
+    copies; ready, and its build folders watched. `Up.name` is that endpoint."""
+    images = built_images(project(tmp_path, {"greeter": {}, "other": {}}))
+    with running_local("--watch") as local:
+        local.wait_for("sm-compose: watching no build folders yet", 60)
+        sm = local.sagemaker()
+        containers = [{"ContainerHostname": h, "Image": images[h]} for h in ("greeter", "other")]
+        sm.create_model(
+            ModelName="watched",
+            Containers=containers,
+            InferenceExecutionConfig={"Mode": "Direct"},
+        )
+        variant = {"VariantName": "v", "ModelName": "watched", "InitialInstanceCount": instances}
+        sm.create_endpoint_config(EndpointConfigName="watched", ProductionVariants=[variant])
+        sm.create_endpoint(EndpointName="watched", EndpointConfigName="watched")
+        assert wait_status(sm, "watched")["EndpointStatus"] == "InService"
+        local.wait_for("sm-compose: watching 2 build folders (endpoint watched)", 60)
+        local.name = "watched"
+        yield local
+
+
+def test_local_watch_reloads_every_copy_of_an_api_made_endpoint_from_its_build_folder(
+    tmp_path: Path,
+) -> None:
+    with local_endpoint(tmp_path, instances=2) as local:
+        sm = local.sagemaker()
+        created = sm.describe_endpoint(EndpointName="watched")
+        assert ask(local)["greeting"] == "hello from greeter"
+        meanwhile, answers = loaded(local)
+        with meanwhile as failures:
+            for n in range(5):  # an editor's burst of saves: one reload
+                write_handler(tmp_path / "greeter", f"hello again {n}")
+                time.sleep(0.05)
+            line = local.wait_for("sm-compose: reloaded watched/greeter (code)", RELOAD_TIMEOUT)
+            time.sleep(1.0)
+        assert failures == []
+        assert answers and answers[-1]["greeting"] == "hello again 4"
+        assert "traffic switched after" in line and line.rstrip().endswith("(2 copies)"), line
+        time.sleep(2.0)
+        assert len(reload_lines(local)) == 1, reload_lines(local)
+        assert {ask(local)["greeting"] for _ in range(4)} == {"hello again 4"}  # both copies
+        assert ask(local, "other")["greeting"] == "hello from other"
+        described = sm.describe_endpoint(EndpointName="watched")
+        assert described["EndpointStatus"] == "InService"
+        assert described["LastModifiedTime"] > created["LastModifiedTime"]
+        assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+
+        sm.delete_endpoint(EndpointName="watched")  # no longer watched
+        local.wait_for("sm-compose: watching no build folders yet", 60)
+        write_handler(tmp_path / "greeter", "nobody serves this")
+        time.sleep(2.0)
+        assert len(reload_lines(local)) == 1, reload_lines(local)
+
+
+def test_local_watch_keeps_serving_through_a_broken_change_and_rebuilds_for_requirements(
+    tmp_path: Path,
+) -> None:
+    with local_endpoint(tmp_path, instances=1) as local:
+        meanwhile, answers = loaded(local)
+        with meanwhile as failures:
+            broken = "raise RuntimeError('planted')"
+            write_handler(tmp_path / "greeter", "never served", extra=broken)
+            failed = local.wait_for(
+                "sm-compose: reload of watched/greeter (code) failed", RELOAD_TIMEOUT
+            )
+            time.sleep(1.0)
+        assert failures == []
+        assert {a["greeting"] for a in answers} == {"hello from greeter"}
+        after = local.lines[local.lines.index(failed.rstrip("\n")) :]
+        assert any(line.startswith("  ") and "planted" in line for line in after), after
+        described = local.sagemaker().describe_endpoint(EndpointName="watched")
+        assert described["EndpointStatus"] == "InService"
+        assert "planted" in described["FailureReason"]
+
+        write_handler(tmp_path / "greeter", "fixed")
+        local.wait_for("sm-compose: reloaded watched/greeter (code)", RELOAD_TIMEOUT)
+        assert ask(local)["greeting"] == "fixed"
+        assert "FailureReason" not in local.sagemaker().describe_endpoint(EndpointName="watched")
+
+        pin_six(local, tmp_path, "sm-compose: reloaded watched/greeter (requirements)")

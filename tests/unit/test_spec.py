@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from composer.errors import SpecError, UsageError
+from composer.runners.contract import container_env
 from composer.spec import load_pipeline
 from composer.spec.models import Pipeline
 
@@ -91,6 +92,22 @@ def test_a_part_of_a_pipeline_keeps_its_paths_and_works_elsewhere(
     assert a.model_data == str((project / "model.tar.gz").resolve())
     assert (part.name, part.mode, a.env) == (p.name, p.mode, p.containers[0].env)
     assert p.state_dir == project.resolve() / ".composer" / "nlp"  # the original unchanged
+
+
+def test_a_part_keeps_each_container_s_place_among_its_siblings(project: Path) -> None:
+    """A reloaded container keeps its SAGEMAKER_SAFE_PORT_RANGE (so it never overlaps a
+    neighbour's) and its log prefix's width: both come from the whole pipeline."""
+    p = load_pipeline(write(project, GOOD))
+    part = p.part(["b"], project / "reload-1")
+    (b,) = part.containers
+    assert part.siblings == p.siblings == ("a", "b")
+    assert part.position("b") == p.position("b") == 1
+    assert (
+        container_env(b, part.position("b"), 8080)["SAGEMAKER_SAFE_PORT_RANGE"]
+        == (container_env(p.containers[1], 1, 8080)["SAGEMAKER_SAFE_PORT_RANGE"])
+        == "22000-22999"
+    )
+    assert part.part(["b"], project / "reload-2").position("b") == 1  # a part of a part
 
 
 def test_mode_defaults_to_serial(project: Path) -> None:

@@ -1,4 +1,5 @@
-"""`up --watch`'s choices that need no process: which saved paths count, and what each reloads.
+"""`up --watch`'s and `local --watch`'s choices that need no process: which saved paths count,
+and what each reloads.
 
 The reloads themselves, under load, are tested end to end in tests/e2e/test_watch.py.
 """
@@ -29,6 +30,15 @@ def test_only_the_pipeline_file_and_the_container_folders_count(tmp_path: Path) 
         a / ".git" / "index",
     ):
         assert not relevant(Change.modified, str(left_out)), left_out
+
+
+def test_local_watch_counts_the_build_folders_only(tmp_path: Path) -> None:
+    """`local --watch` has no pipeline file: only what is in the endpoints' build folders."""
+    a = tmp_path / "a"
+    relevant = Relevant(None, [a])
+    assert relevant(Change.modified, str(a / "inference.py"))
+    assert not relevant(Change.modified, str(tmp_path / "pipeline.yaml"))
+    assert not relevant(Change.modified, str(a / ".composer" / "p" / "logs" / "a.log"))
 
 
 def test_requirements_and_code_reload_each_container_of_that_folder(tmp_path: Path) -> None:
