@@ -78,7 +78,8 @@ async def pipeline_with_control_plane(
     Its model, endpoint config and endpoint show in Describe and List calls (created through the
     same operations a client calls); more endpoints can be created beside it. `known_images`:
     what lock files map to build folders (the pipeline's own, read by the CLI). `watch`: the
-    pipeline file, watched with its containers' folders (`up --watch`, watch.py).
+    pipeline file, watched with its containers' folders (`up --watch`, watch.py), and the build
+    folders of endpoints created beside it through the API, as `local --watch` watches them.
     """
     root = working_root()
     engine = runner if runner is not None and not isinstance(runner, ProcessRunner) else None
@@ -106,13 +107,19 @@ async def pipeline_with_control_plane(
                 out=out,
                 on_reloaded=lambda new: control.reloaded(new.name, deployed_images(new)),
             )
-            watching = asyncio.create_task(watcher.run())
+            # its own pipeline (watcher), and the endpoints created beside it through the API
+            watching = [
+                asyncio.create_task(watcher.run()),
+                asyncio.create_task(EndpointWatcher(control, out, quiet=True).run()),
+            ]
             try:
                 yield endpoint
             finally:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
+                for task in watching:
+                    task.cancel()
+                for task in watching:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     finally:
         # Once the gateway has drained and stopped: what reloads and the control plane started.
         if watcher is not None:

@@ -308,11 +308,15 @@ class EndpointWatcher:
     `up --watch` watches a pipeline's; a change reloads every copy that runs a container from
     the folder (operations.py's `reload`: the whole copy, beside the running one, switched once
     it passes /ping). The folders follow the control plane: an endpoint that goes InService is
-    watched from then on, a deleted one no more."""
+    watched from then on, a deleted one no more. `up --watch` runs one too, for the endpoints
+    created beside its own (`quiet`: it says nothing while there are none)."""
 
-    def __init__(self, control: LocalSageMaker, out: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, control: LocalSageMaker, out: Callable[[str], None] = print, *, quiet: bool = False
+    ) -> None:
         self.control = control
         self.out = out
+        self.quiet = quiet
         self._batches: asyncio.Queue[set[Path]] = asyncio.Queue()
         # An empty batch: the control plane's endpoints changed (see which folders to watch).
         control.on_change = lambda: self._batches.put_nowait(set())
@@ -348,6 +352,8 @@ class EndpointWatcher:
 
     def _say_watching(self, folders: list[Path]) -> None:
         if not folders:
+            if self.quiet:
+                return
             self.out(
                 "sm-compose: watching no build folders yet: an endpoint whose containers run "
                 "from build folders is watched once it is InService"

@@ -6,6 +6,7 @@ one request failing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -292,6 +293,32 @@ def test_with_an_engine_a_code_change_builds_a_new_image_and_container(
         assert failures == []
         assert answers[-1] == "hello from a new image"
         assert len(set(starts(up, "greeter"))) == 2  # a second container, on a port of its own
+
+
+def test_up_watch_also_reloads_an_endpoint_created_beside_it_through_the_api(
+    watched: Up, tmp_path: Path
+) -> None:
+    (tmp_path / "beside").mkdir()
+    images = built_images(project(tmp_path / "beside", {"greeter": {}, "other": {}}))
+    sm = watched.sagemaker()
+    containers = [{"ContainerHostname": h, "Image": images[h]} for h in ("greeter", "other")]
+    sm.create_model(
+        ModelName="beside", Containers=containers, InferenceExecutionConfig={"Mode": "Direct"}
+    )
+    variant = {"VariantName": "v", "ModelName": "beside", "InitialInstanceCount": 1}
+    sm.create_endpoint_config(EndpointConfigName="beside", ProductionVariants=[variant])
+    sm.create_endpoint(EndpointName="beside", EndpointConfigName="beside")
+    assert wait_status(sm, "beside")["EndpointStatus"] == "InService"
+    watched.wait_for("sm-compose: watching 2 build folders (endpoint beside)", 60)
+    beside = dataclasses.replace(watched, name="beside")
+    meanwhile, answers = loaded(beside)
+    with meanwhile as failures:
+        write_handler(tmp_path / "beside" / "greeter", "hello beside")
+        line = watched.wait_for("sm-compose: reloaded beside/greeter (code)", RELOAD_TIMEOUT)
+        time.sleep(1.0)
+    assert failures == [] and answers[-1]["greeting"] == "hello beside", line
+    assert ask(watched)["greeting"] == "hello from greeter"  # up's own endpoint: not its folder
+    assert [r for r in reload_lines(watched) if not r.startswith(line.rstrip())] == []
 
 
 @contextlib.contextmanager
