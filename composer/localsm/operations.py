@@ -75,6 +75,13 @@ class _Endpoint:
     task: asyncio.Task[None] | None = None
     deleted: bool = False
 
+    def settle(self, failure: BaseException | None = None, status: str = "InService") -> None:
+        """The end of a change (create, update, count, reload): its status, FailureReason from
+        `failure` (cleared without one), LastModifiedTime now."""
+        self.status = status
+        self.failure_reason = failure_reason(failure) if failure is not None else None
+        self.modified = time.time()
+
 
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
@@ -425,9 +432,7 @@ class LocalSageMaker:
                 variant.variant = {**variant.variant, "InitialInstanceCount": kept}
             if not endpoint.deleted:
                 lifecycle.serve(endpoint.name, running)  # the same copies; new weights, if any
-            endpoint.failure_reason = failure_reason(exc)
-            endpoint.status = "InService"
-            endpoint.modified = time.time()
+            endpoint.settle(exc)
             lifecycle.out(f"sm-compose: endpoint {endpoint.name}: new instance count failed: {exc}")
             return
         if endpoint.deleted:
@@ -438,9 +443,7 @@ class LocalSageMaker:
                 removed.append((variant, variant.instances[count:]))
                 variant.instances = variant.instances[:count]
         lifecycle.serve(endpoint.name, running)
-        endpoint.status = "InService"
-        endpoint.failure_reason = None
-        endpoint.modified = time.time()
+        endpoint.settle()
         counts = ", ".join(f"{v.name} {len(v.instances)}" for v, _count in changes)
         lifecycle.out(f"sm-compose: endpoint {endpoint.name} InService (instances: {counts})")
         for variant, copies in removed:
@@ -465,9 +468,7 @@ class LocalSageMaker:
                 config.document.get("AsyncInferenceConfig"),
             )
         except Exception as exc:  # a ComposerError says what failed; anything else is ours
-            endpoint.failure_reason = failure_reason(exc)
-            endpoint.status = "InService" if endpoint.running is not None else "Failed"
-            endpoint.modified = time.time()
+            endpoint.settle(exc, "InService" if endpoint.running is not None else "Failed")
             out(f"sm-compose: endpoint {endpoint.name}: {config.name} failed: {exc}")
             return
         if endpoint.deleted:
@@ -477,9 +478,7 @@ class LocalSageMaker:
 
         def switched() -> None:
             endpoint.config_name = config.name
-            endpoint.status = "InService"
-            endpoint.failure_reason = None
-            endpoint.modified = time.time()
+            endpoint.settle()
             out(f"sm-compose: endpoint {endpoint.name} InService ({config.name})")
             self._changed()
 
@@ -561,9 +560,7 @@ class LocalSageMaker:
         except Exception as exc:  # a ComposerError says what failed; anything else is ours
             for variant, _old, copies in replaced:
                 await lifecycle.stop_copies(variant, copies)
-            endpoint.failure_reason = failure_reason(exc)
-            endpoint.status = "InService"
-            endpoint.modified = time.time()
+            endpoint.settle(exc)
             lifecycle.out(
                 f"sm-compose: reload of {what} failed; what ran before keeps serving (save "
                 f"again to retry): {exc}"
@@ -580,9 +577,8 @@ class LocalSageMaker:
         several = f" ({count} copies)" if count > 1 else ""
 
         def switched() -> None:
-            endpoint.status = "InService"
-            endpoint.failure_reason = None
-            endpoint.modified = running.started = time.time()
+            endpoint.settle()
+            running.started = endpoint.modified
             took = time.monotonic() - began
             lifecycle.out(
                 f"sm-compose: reloaded {what}: traffic switched after {took:.1f}s{several}"

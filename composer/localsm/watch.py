@@ -116,6 +116,14 @@ async def _feed(
             batches.put_nowait({Path(p) for _change, p in changes})
 
 
+async def _next_batch(batches: asyncio.Queue[set[Path]]) -> set[Path]:
+    """The next batch, with every batch that came meanwhile (during a reload): one reload."""
+    paths = await batches.get()
+    while not batches.empty():
+        paths |= batches.get_nowait()
+    return paths
+
+
 class Watcher:
     """Watches `up`'s pipeline and reloads its endpoint's containers in `lifecycle`'s registry."""
 
@@ -165,7 +173,7 @@ class Watcher:
             relevant = Relevant(self.file, folders)
             watches = [([self.file.parent], False)]
             if folders:
-                watches.append(([f for f in folders if f.is_dir()], True))
+                watches.append((folders, True))
             started = [asyncio.Event() for _ in watches]
             feeds = [
                 asyncio.create_task(_feed(roots, recursive, relevant, batches, ready))
@@ -178,10 +186,7 @@ class Watcher:
                     f"folder{'s' if len(folders) != 1 else ''} for changes"
                 )
                 while True:
-                    paths = await batches.get()
-                    while not batches.empty():  # what came meanwhile, in one reload
-                        paths |= batches.get_nowait()
-                    if await self.changed(paths):
+                    if await self.changed(await _next_batch(batches)):
                         break  # the pipeline's folders changed: watch the new ones
             finally:
                 for feed in feeds:
@@ -333,15 +338,12 @@ class EndpointWatcher:
             folders = self.folders()
             relevant = Relevant(None, folders)
             ready = asyncio.Event()
-            roots = [f for f in folders if f.is_dir()]
-            feed = asyncio.create_task(_feed(roots, True, relevant, self._batches, ready))
+            feed = asyncio.create_task(_feed(folders, True, relevant, self._batches, ready))
             try:
                 await ready.wait()
                 self._say_watching(folders)
                 while True:
-                    paths = await self._batches.get()
-                    while not self._batches.empty():  # what came meanwhile, in one reload
-                        paths |= self._batches.get_nowait()
+                    paths = await _next_batch(self._batches)
                     if paths:
                         await self.changed(paths)
                     if self.folders() != folders:

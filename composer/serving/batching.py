@@ -157,9 +157,12 @@ class Batcher:
                 return self._stuck_error()
             where = "it was still queued"
         log.error("a request ran out of time (%g s): %s", self.timeout, where)
-        return Timeout(
-            f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.timeout:g} s); {where}"
-        )
+        return self._late(where)
+
+    def _late(self, where: str | None = None) -> Timeout:
+        """A request's own timeout error (`where` it was then, if known)."""
+        said = f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.timeout:g} s)"
+        return Timeout(f"{said}; {where}" if where else said)
 
     def _overrun(self, replace: bool = True) -> bool:
         """Under the lock: the running batch is stuck; refuse what queued and what comes next.
@@ -224,7 +227,7 @@ class Batcher:
                     head.wake.set()
                 late = leader.answered_late
         if late:
-            raise Timeout(f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.timeout:g} s)")
+            raise self._late()
         return self._outcome(leader)
 
     def _answer(self, batch: list[_Pending], model: Any) -> None:
@@ -272,12 +275,7 @@ class Batcher:
                 first = self._overrun(replace=False)
             log.error("a request ran out of time (%g s): its batch was still running", self.timeout)
             if leader.answer_late is not None:
-                leader.answer_late(
-                    Timeout(
-                        f"no answer within SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.timeout:g} s); "
-                        "its batch was still running"
-                    )
-                )
+                leader.answer_late(self._late("its batch was still running"))
             if first:
                 self._replace()
 
